@@ -1,0 +1,29 @@
+"""Shared fixtures: paths to ../shared (golden vectors, real annotation files)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    path = SHARED / "golden"
+    if not path.is_dir():
+        pytest.skip(f"golden vectors not found at {path} (they live in ../shared/golden beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    path = SHARED / "real"
+    if not path.is_dir():
+        pytest.skip(f"real annotation files not found at {path} (they live in ../shared/real beside the checkout)")
+    return path

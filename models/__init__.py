@@ -1,0 +1,54 @@
+"""Models: CLIP adapter, temporal aggregation, interaction heads and the retrieval model."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from models.clip_adapter import ClipConfig, clip_config_from_state_dict, strip_clip_state_dict
+from models.retrieval import RetrievalModel
+from models.weights import CheckpointError, read_state_dict, split_clip, summarise_keys
+
+log = logging.getLogger(__name__)
+
+MODELS = {"wti": "wti", "meanp": "meanp", "meanmax": "meanmax"}
+
+
+def build_retrieval_model(clip_config: ClipConfig, model: str = "wti", agg_module: str = "seqTransf",
+                          num_hidden_layers: int = 4) -> RetrievalModel:
+    """A randomly initialised model of the given sizes (the demo trains one from scratch)."""
+    if model not in MODELS:
+        raise ValueError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
+    return RetrievalModel(clip_config, MODELS[model], agg_module, num_hidden_layers)
+
+
+def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers: int = 4,
+                         agg_module: str = "seqTransf") -> RetrievalModel:
+    """Builds a model from a weight file, its sizes read off the tensors.
+
+    - OpenAI CLIP file (TorchScript archive or state dict): CLIP loaded, the new layers initialised as the
+      reference does (seqTransf from CLIP's first text blocks).
+    - Repository checkpoint (`clip.*` keys, reference or own names): every weight the model needs must be there;
+      keys the model does not use (another model's heads) are reported in the log and in `model.unused_keys`.
+    """
+    state = read_state_dict(path)
+    clip_state, rest = split_clip(state)
+    try:
+        config = clip_config_from_state_dict(clip_state)
+    except KeyError as error:
+        raise CheckpointError(f"{path}: {error.args[0]}") from None
+    net = build_retrieval_model(config, model, agg_module, num_hidden_layers)
+    net.init_from_clip(strip_clip_state_dict(clip_state))
+    net.unused_keys = []
+    if rest:
+        missing, unexpected = net.load_reference_state_dict(rest)
+        missing = [k for k in missing if not k.startswith("clip.")]
+        if missing:
+            raise CheckpointError(f"{path}: checkpoint lacks weights model {model!r} needs: {', '.join(missing)}")
+        net.unused_keys = unexpected
+        if unexpected:
+            log.warning("%s: %d keys not used by model %r: %s", path, len(unexpected), model,
+                        summarise_keys(unexpected))
+    return net
+
+
+__all__ = ["ClipConfig", "RetrievalModel", "CheckpointError", "build_retrieval_model", "load_retrieval_model"]

@@ -1,0 +1,134 @@
+"""Text-video interaction heads: weighted token-wise (WTI), mean-max, and mean pooling.
+
+Every head splits the work into a per-item part (`prepare_text`, `prepare_video`: weights, normalisation, pooling),
+done once per caption and once per video, and a per-pair part (`score`), done in chunks of rows so memory stays
+bounded whatever the gallery size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.layers import token_weight_mlp
+
+# The reference fills masked token logits with -9e15 before the softmax.
+_MASKED_LOGIT = -9e15
+# Upper bound on the elements of one (rows, Lt, videos, Lv) block of token similarities.
+_BLOCK_ELEMENTS = 2 ** 25
+
+
+@dataclass
+class Tokens:
+    """Items ready for scoring: unit-norm token features (N, L, D), mask (N, L), token weights (N, L) or None."""
+
+    feats: torch.Tensor
+    mask: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    def __getitem__(self, rows: slice) -> "Tokens":
+        weights = None if self.weights is None else self.weights[rows]
+        return Tokens(self.feats[rows], self.mask[rows], weights)
+
+    def __len__(self) -> int:
+        return self.feats.shape[0]
+
+
+def masked_softmax_weights(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(N, L) token logits -> (N, L) weights; masked tokens get -9e15 first, as in the reference."""
+    if mask is not None:
+        logits = logits.masked_fill(mask == 0, _MASKED_LOGIT)
+    return torch.softmax(logits, dim=-1)
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def token_similarity_maps(text: Tokens, video: Tokens) -> torch.Tensor:
+    """(Nt, Nv, Lt, Lv) cosine maps with padded tokens zeroed, as the reference masks them (by multiplication)."""
+    maps = torch.einsum("atd,bvd->abtv", text.feats, video.feats)
+    return maps * text.mask[:, None, :, None].to(maps.dtype) * video.mask[None, :, None, :].to(maps.dtype)
+
+
+def _wti_block(text: Tokens, video: Tokens, weighted: bool) -> torch.Tensor:
+    maps = token_similarity_maps(text, video)
+    t2v = maps.max(dim=-1).values  # (Nt, Nv, Lt): best frame for each word
+    v2t = maps.max(dim=-2).values  # (Nt, Nv, Lv): best word for each frame
+    if weighted:
+        t2v = torch.einsum("abt,at->ab", t2v, text.weights)
+        v2t = torch.einsum("abv,bv->ab", v2t, video.weights)
+    else:
+        t2v = t2v.sum(-1) / text.mask.sum(-1, keepdim=True).to(t2v.dtype)
+        v2t = v2t.sum(-1) / video.mask.sum(-1)[None, :].to(v2t.dtype)
+    return (t2v + v2t) / 2.0
+
+
+def chunked_scores(text: Tokens, video: Tokens, block_fn, tokens_per_pair: int) -> torch.Tensor:
+    """Applies `block_fn(text_rows, video)` over chunks of text rows; (Nt, Nv)."""
+    rows = max(1, _BLOCK_ELEMENTS // max(1, len(video) * tokens_per_pair))
+    if rows >= len(text):
+        return block_fn(text, video)
+    return torch.cat([block_fn(text[i:i + rows], video) for i in range(0, len(text), rows)])
+
+
+class TokenInteraction(nn.Module):
+    """WTI (`weighted=True`): weighted sum over words of their best frame and over frames of their best word,
+    averaged over both directions. Mean-max (`weighted=False`): the same with plain means over real tokens."""
+
+    def __init__(self, width: int, weighted: bool = True, mask_weights: bool = True):
+        super().__init__()
+        self.weighted = weighted
+        # The entity level masks padded tokens before the weight softmax; the merged levels of HBI do not.
+        self.mask_weights = mask_weights
+        if weighted:
+            self.text_weight_fc = token_weight_mlp(width)
+            self.video_weight_fc = token_weight_mlp(width)
+
+    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, mlp: nn.Module | None) -> Tokens:
+        weights = None
+        if self.weighted:
+            weights = masked_softmax_weights(mlp(feats).squeeze(-1), mask if self.mask_weights else None)
+        return Tokens(normalise(feats), mask, weights)
+
+    def prepare_text(self, feats: torch.Tensor, mask: torch.Tensor) -> Tokens:
+        """(N, Lt, D), (N, Lt) -> Tokens."""
+        return self._prepare(feats, mask, getattr(self, "text_weight_fc", None))
+
+    def prepare_video(self, feats: torch.Tensor, mask: torch.Tensor) -> Tokens:
+        """(N, Lv, D), (N, Lv) -> Tokens."""
+        return self._prepare(feats, mask, getattr(self, "video_weight_fc", None))
+
+    def score(self, text: Tokens, video: Tokens) -> torch.Tensor:
+        """(Nt, Nv) similarities, text rows."""
+        tokens_per_pair = text.feats.shape[1] * video.feats.shape[1]
+        return chunked_scores(text, video, lambda t, v: _wti_block(t, v, self.weighted), tokens_per_pair)
+
+
+class MeanPooling(nn.Module):
+    """CLIP4Clip's meanP: the caption's end-of-text feature against the mean of the video's frames (cosine)."""
+
+    def prepare_text(self, feats: torch.Tensor, mask: torch.Tensor) -> Tokens:
+        end = mask.sum(-1).long() - 1
+        sentence = feats[torch.arange(feats.shape[0], device=feats.device), end]
+        return Tokens(normalise(sentence)[:, None], mask[:, :1])
+
+    def prepare_video(self, feats: torch.Tensor, mask: torch.Tensor) -> Tokens:
+        m = mask.to(feats.dtype)[..., None]
+        mean = (feats * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return Tokens(normalise(mean)[:, None], mask[:, :1])
+
+    def score(self, text: Tokens, video: Tokens) -> torch.Tensor:
+        return text.feats[:, 0] @ video.feats[:, 0].T
+
+
+def build_interaction(name: str, width: int) -> nn.Module:
+    heads = {
+        "wti": lambda: TokenInteraction(width, weighted=True),
+        "meanmax": lambda: TokenInteraction(width, weighted=False),
+        "meanp": MeanPooling,
+    }
+    if name not in heads:
+        raise ValueError(f"interaction {name!r}: expected one of {', '.join(heads)}")
+    return heads[name]()

@@ -1,0 +1,100 @@
+"""Text-video retrieval model: CLIP backbone, temporal aggregation, interaction head."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.clip_adapter import ClipBackbone, ClipConfig
+from models.interaction import build_interaction
+from models.layers import init_reference_weights
+from models.temporal import SeqTransf, build_temporal
+
+# Own parameter prefix -> the reference's. Released checkpoints use the reference's names.
+WTI_REFERENCE_PREFIXES = {
+    "temporal.frame_position_embeddings.": "frame_position_embeddings.",
+    "temporal.transformer.": "transformerClip.",
+    "interaction.text_weight_fc.": "text_weight_fc.",
+    "interaction.video_weight_fc.": "video_weight_fc.",
+}
+
+
+def rename_keys(state_dict: dict, prefixes: dict[str, str]) -> dict:
+    """Renames keys by prefix (first match wins); keys with no matching prefix are kept as they are."""
+    out = {}
+    for key, value in state_dict.items():
+        for old, new in prefixes.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+class RetrievalModel(nn.Module):
+    """CLIP features per word and per frame, temporal aggregation over frames, and a text-video interaction.
+
+    `interaction`: "wti" (weighted token-wise), "meanmax" (token-wise with plain means) or "meanp" (sentence vs
+    mean frame). `agg_module`: "seqTransf" or "meanP".
+    """
+
+    reference_prefixes = WTI_REFERENCE_PREFIXES
+
+    def __init__(self, clip_config: ClipConfig, interaction: str = "wti", agg_module: str = "seqTransf",
+                 num_hidden_layers: int = 4):
+        super().__init__()
+        self.interaction_name = interaction
+        self.clip = ClipBackbone(clip_config)
+        width = clip_config.text_width
+        self.temporal = build_temporal(agg_module, width, num_hidden_layers, clip_config.text_heads,
+                                       clip_config.context_length)
+        self.interaction = build_interaction(interaction, width)
+        self.temporal.apply(init_reference_weights)
+        self.interaction.apply(init_reference_weights)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale
+
+    def init_from_clip(self, clip_state: dict) -> None:
+        """Loads OpenAI CLIP weights and starts the temporal transformer from CLIP's text blocks."""
+        self.clip.load_state_dict(clip_state)
+        if isinstance(self.temporal, SeqTransf):
+            self.temporal.init_from_clip(clip_state)
+
+    def encode_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """(B, Lw) ids and mask -> (B, Lw, D) per-token features."""
+        return self.clip.encode_text_tokens(text_ids, text_mask).float()
+
+    def encode_video(self, frames: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """(B, F, 3, H, W) frames and (B, F) mask -> (B, F, D) per-frame features after temporal aggregation."""
+        batch, num_frames = frames.shape[:2]
+        feats = self.clip.encode_frames(frames.flatten(0, 1)).float().view(batch, num_frames, -1)
+        return self.temporal(feats, video_mask)
+
+    def prepare_text(self, text: torch.Tensor, text_mask: torch.Tensor):
+        """Per-caption work of the interaction head, done once per caption."""
+        return self.interaction.prepare_text(text, text_mask)
+
+    def prepare_video(self, video: torch.Tensor, video_mask: torch.Tensor):
+        """Per-video work of the interaction head, done once per video."""
+        return self.interaction.prepare_video(video, video_mask)
+
+    def score(self, text_items, video_items) -> torch.Tensor:
+        """(Nt, Nv) similarities from prepared items."""
+        return self.interaction.score(text_items, video_items)
+
+    def similarity(self, text: torch.Tensor, text_mask: torch.Tensor, video: torch.Tensor,
+                   video_mask: torch.Tensor) -> torch.Tensor:
+        """(Nt, Lw, D), (Nt, Lw), (Nv, F, D), (Nv, F) -> (Nt, Nv) similarities, text rows."""
+        return self.score(self.prepare_text(text, text_mask), self.prepare_video(video, video_mask))
+
+    def reference_state_dict(self) -> dict:
+        """The state dict under the reference's key names (what released checkpoints use)."""
+        return rename_keys(self.state_dict(), self.reference_prefixes)
+
+    def load_reference_state_dict(self, state_dict: dict) -> tuple[list[str], list[str]]:
+        """Loads reference- or own-named weights; returns (missing, unexpected) keys in the reference's naming."""
+        inverse = {new: old for old, new in self.reference_prefixes.items()}
+        result = self.load_state_dict(rename_keys(state_dict, inverse), strict=False)
+        missing = sorted(rename_keys(dict.fromkeys(result.missing_keys), self.reference_prefixes))
+        return missing, sorted(result.unexpected_keys)

@@ -1,0 +1,62 @@
+"""Reading weight files: OpenAI CLIP archives, plain state dicts and this repository's checkpoints.
+
+Nothing is downloaded; every file is read from a local path. Plain files load with `torch.load(weights_only=True)`;
+OpenAI's TorchScript archives go through `torch.jit.load`, which reads tensors without unpickling Python objects.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A weight file that is missing, unreadable or does not fit the model."""
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Returns the tensors of a weight file as a flat dict (a `{"model": ...}` checkpoint is unwrapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weight file not found")
+    try:
+        if _is_torchscript(path):
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"{path}: not a readable weight file ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:200]})") from None
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a dict of tensors (a state dict)")
+    return state
+
+
+def split_clip(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """(CLIP weights with OpenAI names, everything else). Repository checkpoints keep CLIP under `clip.`."""
+    if any(k.startswith("clip.") for k in state_dict):
+        clip = {k[len("clip."):]: v for k, v in state_dict.items() if k.startswith("clip.")}
+        rest = {k: v for k, v in state_dict.items() if not k.startswith("clip.")}
+        return clip, rest
+    return dict(state_dict), {}
+
+
+def summarise_keys(keys: list[str], limit: int = 12) -> str:
+    """Groups keys by their first component so a long list reads in one line."""
+    groups: dict[str, int] = {}
+    for key in keys:
+        head = key.split(".")[0]
+        groups[head] = groups.get(head, 0) + 1
+    parts = [f"{head}.* ({n})" if n > 1 else head for head, n in groups.items()]
+    more = f", ... {len(parts) - limit} more groups" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more

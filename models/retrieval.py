@@ -8,6 +8,7 @@ from models.clip_adapter import ClipBackbone, ClipConfig
 from models.interaction import build_interaction
 from models.layers import init_reference_weights
 from models.temporal import SeqTransf, build_temporal
+from modules.losses import logit_scale_value, symmetric_infonce
 
 # Own parameter prefix -> the reference's. Released checkpoints use the reference's names.
 WTI_REFERENCE_PREFIXES = {
@@ -88,6 +89,18 @@ class RetrievalModel(nn.Module):
         """(Nt, Lw, D), (Nt, Lw), (Nv, F, D), (Nv, F) -> (Nt, Nv) similarities, text rows."""
         return self.score(self.prepare_text(text, text_mask), self.prepare_video(video, video_mask))
 
+    def training_losses(self, text_ids: torch.Tensor, text_mask: torch.Tensor, frames: torch.Tensor,
+                        video_mask: torch.Tensor, gather=None) -> dict[str, torch.Tensor]:
+        """Symmetric InfoNCE over the global batch; `gather` concatenates a tensor over processes
+        (gradient-correct), identity in one process. Returns {"total": loss}."""
+        gather = gather or _identity
+        text = gather(self.encode_text(text_ids, text_mask))
+        video = gather(self.encode_video(frames, video_mask))
+        sims = self.similarity(text, gather(text_mask), video, gather(video_mask))
+        return {"total": symmetric_infonce(sims, logit_scale_value(self.logit_scale))}
+
+    forward = training_losses
+
     def reference_state_dict(self) -> dict:
         """The state dict under the reference's key names (what released checkpoints use)."""
         return rename_keys(self.state_dict(), self.reference_prefixes)
@@ -98,3 +111,7 @@ class RetrievalModel(nn.Module):
         result = self.load_state_dict(rename_keys(state_dict, inverse), strict=False)
         missing = sorted(rename_keys(dict.fromkeys(result.missing_keys), self.reference_prefixes))
         return missing, sorted(result.unexpected_keys)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x

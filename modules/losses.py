@@ -1,0 +1,26 @@
+"""Contrastive losses in fp32."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# CLIP caps the learnable temperature at 100.
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def logit_scale_value(logit_scale: torch.Tensor) -> torch.Tensor:
+    """exp of the learnable log-scale, clamped at ln 100 (no gradient past the cap)."""
+    return logit_scale.float().clamp(max=MAX_LOGIT_SCALE).exp()
+
+
+def cross_entropy_diagonal(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -log softmax at the diagonal; (B, B) -> scalar (the reference's CrossEn)."""
+    return -torch.diagonal(F.log_softmax(logits.float(), dim=-1)).mean()
+
+
+def symmetric_infonce(sims: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a (B, B) text-row similarity matrix whose diagonal holds the true pairs."""
+    logits = sims.float() * scale
+    return (cross_entropy_diagonal(logits) + cross_entropy_diagonal(logits.T)) / 2

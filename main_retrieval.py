@@ -52,6 +52,7 @@ def datasets(cfg, split: str, image_size: int, modes: tuple[str, ...]) -> list:
         common["train_csv"] = cfg.train_csv
     if split == "train":
         common["skip_bad_videos"] = bool(cfg.skip_bad_videos)
+        common["train"] = bool(cfg.train_augment)
     return [build_dataset(cfg.datatype, split, cfg.anno_path, cfg.video_path, tokenizer, mode, **common)
             for mode in modes]
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .errors import DataError
 from .video_reader import BACKENDS, decord, read_frames
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240),
            "yellow": (240, 220, 40), "purple": (160, 60, 200), "orange": (250, 140, 20)}  # RGB
 SHAPES = ("circle", "square", "triangle")
@@ -45,7 +45,7 @@ def captions_for(colour: str, shape: str, motion: str) -> list[str]:
 
 def render_clip(colour: str, shape: str, motion: str, frames: int, size: int,
                 rng: np.random.Generator) -> np.ndarray:
-    """uint8 (frames, size, size, 3) BGR frames of one shape moving in a straight line."""
+    """uint8 (frames, size, size, 3) BGR frames of one shape moving in a straight line, with a fading trail."""
     radius = rng.uniform(0.09, 0.16) * size
     travel = rng.uniform(0.4, 1.0) * (size - 2 * radius - 2)  # total distance, kept inside the frame
     dx, dy = MOTIONS[motion]
@@ -58,18 +58,25 @@ def render_clip(colour: str, shape: str, motion: str, frames: int, size: int,
     bgr = tuple(int(v) for v in COLOURS[colour][::-1])
     video = np.full((frames, size, size, 3), shade, dtype=np.uint8)
     step = travel / max(frames - 1, 1)
+    gap = 0.7 * radius  # spacing of the fading trail, so one frame alone shows the direction of motion
     for t in range(frames):
         cx, cy = x0 + dx * step * t, y0 + dy * step * t
-        if shape == "circle":
-            cv2.circle(video[t], (round(cx), round(cy)), round(radius), bgr, -1, cv2.LINE_AA)
-        elif shape == "square":
-            h = radius * 0.85
-            cv2.rectangle(video[t], (round(cx - h), round(cy - h)), (round(cx + h), round(cy + h)), bgr, -1)
-        else:
-            pts = np.array([[cx, cy - radius], [cx - radius * 0.95, cy + radius * 0.8],
-                            [cx + radius * 0.95, cy + radius * 0.8]]).round().astype(np.int32)
-            cv2.fillPoly(video[t], [pts], bgr, cv2.LINE_AA)
+        for ghost, alpha in ((3, 0.2), (2, 0.35), (1, 0.55), (0, 1.0)):
+            tint = tuple(int(round(alpha * c + (1 - alpha) * shade)) for c in bgr)
+            _draw_shape(video[t], shape, cx - dx * gap * ghost, cy - dy * gap * ghost, radius, tint)
     return video
+
+
+def _draw_shape(image: np.ndarray, shape: str, cx: float, cy: float, radius: float, bgr: tuple) -> None:
+    if shape == "circle":
+        cv2.circle(image, (round(cx), round(cy)), round(radius), bgr, -1, cv2.LINE_AA)
+    elif shape == "square":
+        h = radius * 0.85
+        cv2.rectangle(image, (round(cx - h), round(cy - h)), (round(cx + h), round(cy + h)), bgr, -1)
+    else:
+        pts = np.array([[cx, cy - radius], [cx - radius * 0.95, cy + radius * 0.8],
+                        [cx + radius * 0.95, cy + radius * 0.8]]).round().astype(np.int32)
+        cv2.fillPoly(image, [pts], bgr, cv2.LINE_AA)
 
 
 def _write_mp4(path: Path, video: np.ndarray, fps: int) -> None:

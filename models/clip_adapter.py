@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-# OpenAI archives carry these bookkeeping entries beside the weights.
-_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Archives carry these bookkeeping entries beside the weights (TorchScript keeps the causal mask buffer).
+_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 @dataclass(frozen=True)

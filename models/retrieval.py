@@ -43,6 +43,10 @@ class RetrievalModel(nn.Module):
     def __init__(self, clip_config: ClipConfig, interaction: str = "wti", agg_module: str = "seqTransf",
                  num_hidden_layers: int = 4):
         super().__init__()
+        if clip_config.embed_dim != clip_config.text_width:
+            # The temporal blocks and weight MLPs are text-width layers applied to embed_dim features.
+            raise ValueError(f"CLIP embed_dim {clip_config.embed_dim} must equal its text width "
+                             f"{clip_config.text_width} (true of every OpenAI ViT CLIP)")
         self.interaction_name = interaction
         self.clip = ClipBackbone(clip_config)
         width = clip_config.text_width

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 
 
 @dataclass
@@ -74,6 +73,30 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums the gathered gradient over ranks and keeps this rank's rows.
+
+    torch.distributed.nn's all_gather emulates reduce-scatter with all-to-all on gloo, which hands back wrong
+    gradients when the incoming gradient is not contiguous (seen with the video features); an all-reduce of a
+    contiguous copy is correct on every backend.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        ctx.rows = (dist.get_rank() * x.shape[0], x.shape[0])
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start, rows = ctx.rows
+        return grad[start:start + rows]
+
+
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate (B_local, ...) from every rank in rank order into (B_global, ...), keeping autograd.
 
@@ -86,7 +109,9 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """
     if _world_size() == 1:
         return x
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    if not x.requires_grad:
+        return gather_rows(x)
+    return _GatherWithGrad.apply(x)
 
 
 @torch.no_grad()

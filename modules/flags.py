@@ -26,6 +26,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video_backend", default="decord", choices=["decord", "opencv"])
     g.add_argument("--skip_bad_videos", type=int, default=0,
                    help="training only: skip unreadable videos (counted in the log) instead of stopping")
+    g.add_argument("--train_augment", type=int, default=1,
+                   help="clip-consistent RandAugment on training videos (the reference always applies it)")
     g.add_argument("--workers", type=int, default=4, help="data-loading processes per GPU/process")
 
 

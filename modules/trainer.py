@@ -70,8 +70,10 @@ class Trainer:
         self.output_dir, self.evaluate = output_dir, evaluate
         self.loader = train_loader(dataset, settings, dist)
         self.steps_per_epoch = max(1, len(self.loader) // settings.grad_accum_steps)
+        # The reference's BertAdam: betas (0.9, 0.98), eps 1e-6, decoupled weight decay.
         self.optimizer = torch.optim.AdamW(
-            param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay), lr=settings.lr)
+            param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay), lr=settings.lr,
+            betas=(0.9, 0.98), eps=1e-6)
         self.scheduler = build_scheduler(self.optimizer, settings.epochs * self.steps_per_epoch,
                                          settings.warmup_proportion)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.precision == "amp_fp16")

@@ -1,0 +1,119 @@
+"""End to end: main_retrieval.py on tiny synthetic data, 1 vs 2 processes, resume, bad input."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main_retrieval
+from dataloaders import DataError
+from dataloaders.synthetic import generate_demo_data
+from models import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = ('{"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 64, "vision_layers": 1, '
+        '"context_length": 16, "vocab_size": 49408, "text_width": 64, "text_layers": 1}')
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo_data(root, num_train=16, num_test=8, frames=8, fps=8, size=32, seed=0)
+    return root
+
+
+def argv(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--do_train", "1", "--do_eval", "1", "--datatype", "msrvtt", "--anno_path", str(data),
+            "--video_path", str(data / "videos"), "--output_dir", str(out), "--clip_arch", ARCH,
+            "--num_hidden_layers", "1", "--max_words", "12", "--max_frames", "4", "--video_framerate", "4",
+            "--batch_size", "8", "--batch_size_val", "3", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "1",
+            "--workers", "0", "--n_display", "2", "--seed", "3", "--device", "cpu", *extra]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args: list[str], processes: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+                f"--master_port={free_port()}"] if processes > 1 else [sys.executable]
+    result = subprocess.run([*launcher, str(ROOT / "main_retrieval.py"), *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(data, tmp_path):
+    one = run(argv(data, tmp_path / "one"), 1)
+    two = run(argv(data, tmp_path / "two"), 2)
+    last = json.loads(one.stdout.strip().splitlines()[-1])
+    assert last["num_test"] == 8 and "chance_R1" in last and "t2v_R1" in last
+    sims_one = np.load(tmp_path / "one" / "sims_test.npy")
+    sims_two = np.load(tmp_path / "two" / "sims_test.npy")
+    assert sims_one.shape == (8, 8)
+    np.testing.assert_allclose(sims_two, sims_one, atol=1e-5)
+    w1 = torch.load(tmp_path / "one" / "pytorch_model.bin.0", weights_only=True)
+    w2 = torch.load(tmp_path / "two" / "pytorch_model.bin.0", weights_only=True)
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], atol=1e-5, rtol=1e-4)
+    init = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    assert init["step"] == 8  # 64 captions / global batch 8
+    ids = json.loads((tmp_path / "one" / "sims_test_ids.json").read_text())
+    assert len(ids["rows"]) == 8 and len(ids["cols"]) == 8
+    assert (tmp_path / "one" / "config.yaml").is_file() and (tmp_path / "one" / "metrics.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
+    main_retrieval.main(argv(data, tmp_path / "full", "--epochs", "2"))
+    original = main_retrieval.Trainer.train_epoch
+
+    def crash_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+        return original(self, epoch)
+
+    monkeypatch.setattr(main_retrieval.Trainer, "train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main_retrieval.main(argv(data, tmp_path / "cut", "--epochs", "2"))
+    monkeypatch.setattr(main_retrieval.Trainer, "train_epoch", original)
+    main_retrieval.main(argv(data, tmp_path / "cut", "--epochs", "2", "--resume", "1"))
+    full = torch.load(tmp_path / "full" / "pytorch_model.bin.1", weights_only=True)
+    resumed = torch.load(tmp_path / "cut" / "pytorch_model.bin.1", weights_only=True)
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    assert "resumed from" in (tmp_path / "cut" / "log.txt").read_text()
+
+
+def test_evaluation_stops_on_missing_video(data, tmp_path):
+    broken = tmp_path / "data"
+    broken.mkdir()
+    for name in ("MSRVTT_data.json", "MSRVTT_train.9k.csv", "MSRVTT_JSFUSION_test.csv"):
+        (broken / name).write_bytes((data / name).read_bytes())
+    videos = broken / "videos"
+    videos.mkdir()
+    for path in (data / "videos").iterdir():
+        (videos / path.name).symlink_to(path)
+    test_video = (data / "MSRVTT_JSFUSION_test.csv").read_text().splitlines()[1].split(",")[2]
+    victim = videos / f"{test_video}.mp4"
+    victim.unlink()
+    args = argv(broken, tmp_path / "out")
+    args[args.index("--do_train") + 1] = "0"
+    with pytest.raises(DataError, match=victim.name):
+        main_retrieval.main(args)
+
+
+def test_wrong_checkpoint_names_the_file(data, tmp_path):
+    bad = tmp_path / "not_a_model.bin"
+    torch.save({"something.weight": torch.zeros(2)}, bad)
+    with pytest.raises(CheckpointError, match="not_a_model.bin"):
+        main_retrieval.main(argv(data, tmp_path / "out", "--init_model", str(bad)))

@@ -1,28 +1,36 @@
-"""Models: CLIP adapter, temporal aggregation, interaction heads and the retrieval model."""
+"""Models: CLIP adapter, temporal aggregation, interaction heads, the retrieval model and HBI."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
 from models.clip_adapter import ClipConfig, clip_config_from_state_dict, strip_clip_state_dict
+from models.hbi import HBIModel
 from models.retrieval import RetrievalModel
 from models.weights import CheckpointError, read_state_dict, split_clip, summarise_keys
 
 log = logging.getLogger(__name__)
 
-MODELS = {"wti": "wti", "meanp": "meanp", "meanmax": "meanmax"}
+# --model values: a RetrievalModel with that interaction head, or HBI.
+MODELS = ("wti", "meanp", "meanmax", "hbi")
 
 
 def build_retrieval_model(clip_config: ClipConfig, model: str = "wti", agg_module: str = "seqTransf",
-                          num_hidden_layers: int = 4) -> RetrievalModel:
-    """A randomly initialised model of the given sizes (the demo trains one from scratch)."""
+                          num_hidden_layers: int = 4, **hbi_options) -> RetrievalModel:
+    """A randomly initialised model of the given sizes (the demo trains one from scratch).
+
+    `hbi_options` (model "hbi" only): `t_rate0 t_rate1 v_rate0 v_rate1 kl skl rate jitter` of `HBIModel`."""
     if model not in MODELS:
         raise ValueError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
-    return RetrievalModel(clip_config, MODELS[model], agg_module, num_hidden_layers)
+    if model == "hbi":
+        return HBIModel(clip_config, agg_module, num_hidden_layers, **hbi_options)
+    if hbi_options:
+        raise ValueError(f"options {', '.join(hbi_options)} apply to --model hbi only")
+    return RetrievalModel(clip_config, model, agg_module, num_hidden_layers)
 
 
 def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers: int = 4,
-                         agg_module: str = "seqTransf") -> RetrievalModel:
+                         agg_module: str = "seqTransf", **hbi_options) -> RetrievalModel:
     """Builds a model from a weight file, its sizes read off the tensors.
 
     - OpenAI CLIP file (TorchScript archive or state dict): CLIP loaded, the new layers initialised as the
@@ -36,7 +44,7 @@ def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers
         config = clip_config_from_state_dict(clip_state)
     except KeyError as error:
         raise CheckpointError(f"{path}: {error.args[0]}") from None
-    net = build_retrieval_model(config, model, agg_module, num_hidden_layers)
+    net = build_retrieval_model(config, model, agg_module, num_hidden_layers, **hbi_options)
     net.init_from_clip(strip_clip_state_dict(clip_state))
     net.unused_keys = []
     if rest:
@@ -51,4 +59,4 @@ def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers
     return net
 
 
-__all__ = ["ClipConfig", "RetrievalModel", "CheckpointError", "build_retrieval_model", "load_retrieval_model"]
+__all__ = ["ClipConfig", "RetrievalModel", "HBIModel", "CheckpointError", "build_retrieval_model", "load_retrieval_model"]

@@ -24,3 +24,11 @@ def symmetric_infonce(sims: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over a (B, B) text-row similarity matrix whose diagonal holds the true pairs."""
     logits = sims.float() * scale
     return (cross_entropy_diagonal(logits) + cross_entropy_diagonal(logits.T)) / 2
+
+
+def softmax_kl(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(target) || softmax(logits)) over the last dim, averaged over every element (not per row),
+    as the reference's KL (`F.kl_div(..., reduction='mean')`). Gradients reach both arguments."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    target = F.softmax(target_logits.float(), dim=-1)
+    return F.kl_div(log_p, target, reduction="mean")

@@ -47,20 +47,27 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def token_similarity_maps(text: Tokens, video: Tokens) -> torch.Tensor:
-    """(Nt, Nv, Lt, Lv) cosine maps with padded tokens zeroed, as the reference masks them (by multiplication)."""
+    """(Nt, Nv, Lt, Lv) cosine maps with padded tokens at zero (the reference zeroes them by multiplication)."""
     maps = torch.einsum("atd,bvd->abtv", text.feats, video.feats)
     return maps * text.mask[:, None, :, None].to(maps.dtype) * video.mask[None, :, None, :].to(maps.dtype)
 
 
+def _pair_maps(text: Tokens, video: Tokens) -> torch.Tensor:
+    """(Nt, Lt, Nv, Lv) token similarities as one GEMM; padded tokens are zero vectors, so their sims are 0."""
+    nt, lt, dim = text.feats.shape
+    nv, lv, _ = video.feats.shape
+    return (text.feats.reshape(nt * lt, dim) @ video.feats.reshape(nv * lv, dim).T).view(nt, lt, nv, lv)
+
+
 def _wti_block(text: Tokens, video: Tokens, weighted: bool) -> torch.Tensor:
-    maps = token_similarity_maps(text, video)
-    t2v = maps.max(dim=-1).values  # (Nt, Nv, Lt): best frame for each word
-    v2t = maps.max(dim=-2).values  # (Nt, Nv, Lv): best word for each frame
+    maps = _pair_maps(text, video)
+    t2v = maps.amax(dim=3)  # (Nt, Lt, Nv): best frame for each word
+    v2t = maps.amax(dim=1)  # (Nt, Nv, Lv): best word for each frame
     if weighted:
-        t2v = torch.einsum("abt,at->ab", t2v, text.weights)
+        t2v = torch.einsum("atb,at->ab", t2v, text.weights)
         v2t = torch.einsum("abv,bv->ab", v2t, video.weights)
     else:
-        t2v = t2v.sum(-1) / text.mask.sum(-1, keepdim=True).to(t2v.dtype)
+        t2v = t2v.sum(1) / text.mask.sum(-1, keepdim=True).to(t2v.dtype)
         v2t = v2t.sum(-1) / video.mask.sum(-1)[None, :].to(v2t.dtype)
     return (t2v + v2t) / 2.0
 
@@ -90,7 +97,9 @@ class TokenInteraction(nn.Module):
         weights = None
         if self.weighted:
             weights = masked_softmax_weights(mlp(feats).squeeze(-1), mask if self.mask_weights else None)
-        return Tokens(normalise(feats), mask, weights)
+        # Zero vectors at padded positions: every similarity with them is 0, as the reference's masking makes it.
+        unit = normalise(feats).masked_fill(mask[..., None] == 0, 0.0)
+        return Tokens(unit, mask, weights)
 
     def prepare_text(self, feats: torch.Tensor, mask: torch.Tensor) -> Tokens:
         """(N, Lt, D), (N, Lt) -> Tokens."""

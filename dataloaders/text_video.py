@@ -215,18 +215,22 @@ class TextVideoDataset(Dataset):
             return self._text(index)
         if self.mode == "videos":
             return self._video(index, generator)
-        caption_index = index
+        caption_index, skipped_here = index, 0
         for _ in range(len(self.captions)):
             try:
                 video = self._video(self.captions[caption_index].video_index, generator)
             except DataError as exc:
                 if not self.skip_bad_videos:
                     raise
-                # Counted per process: with DataLoader workers each worker keeps its own tally.
+                # Workers keep their own tally; the sample's `skipped_videos` carries the count to the trainer.
                 self.skipped += 1
+                skipped_here += 1
                 self.bad_videos.append(self.videos[self.captions[caption_index].video_index].path)
                 log.warning("skipping unreadable video (%d so far): %s", self.skipped, exc)
                 caption_index = (caption_index + 1) % len(self.captions)
                 continue
-            return {**self._text(caption_index), **video}
+            sample = {**self._text(caption_index), **video}
+            if self.skip_bad_videos:
+                sample["skipped_videos"] = torch.tensor(skipped_here, dtype=torch.int64)
+            return sample
         raise DataError(f"no readable video among the {len(self.videos)} videos of this dataset")

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from modules.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from modules.distributed import DistInfo, all_gather_with_grad, barrier, worker_init_fn
+from modules.distributed import DistInfo, all_gather_with_grad, barrier, gather_rows, worker_init_fn
 from modules.evaluation import autocast_context
 from modules.optim import build_scheduler, param_groups
 from modules.run_log import RunLog
@@ -114,7 +114,9 @@ class Trainer:
             self.dataset.set_epoch(epoch)
         accum = self.settings.grad_accum_steps
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", disable=not self.dist.is_main)
+        skipped = torch.zeros((), dtype=torch.int64)
         for i, batch in enumerate(bar):
+            skipped += batch["skipped_videos"].sum() if "skipped_videos" in batch else 0
             losses = self._losses(batch)
             self.scaler.scale(losses["total"] / accum).backward()
             if (i + 1) % accum:
@@ -126,9 +128,9 @@ class Trainer:
                 values["lr"] = self.scheduler.get_last_lr()[0]
                 values["logit_scale"] = self.model.logit_scale.exp().item()
                 self.log.metrics(self.step, "train", values)
-        skipped = getattr(self.dataset, "skipped", 0)
+        skipped = int(gather_rows(skipped.to(self.dist.device)[None]).sum())
         if skipped:
-            self.log.info(f"epoch {epoch + 1}: skipped {skipped} unreadable videos so far (--skip_bad_videos)")
+            self.log.info(f"epoch {epoch + 1}: skipped {skipped} unreadable videos (--skip_bad_videos)")
 
     def optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)

@@ -95,20 +95,11 @@ def test_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
 
 
 def test_evaluation_stops_on_missing_video(data, tmp_path):
-    broken = tmp_path / "data"
-    broken.mkdir()
-    for name in ("MSRVTT_data.json", "MSRVTT_train.9k.csv", "MSRVTT_JSFUSION_test.csv"):
-        (broken / name).write_bytes((data / name).read_bytes())
-    videos = broken / "videos"
-    videos.mkdir()
-    for path in (data / "videos").iterdir():
-        (videos / path.name).symlink_to(path)
     test_video = (data / "MSRVTT_JSFUSION_test.csv").read_text().splitlines()[1].split(",")[2]
-    victim = videos / f"{test_video}.mp4"
-    victim.unlink()
+    broken = copy_with_missing_video(data, tmp_path / "data", test_video)
     args = argv(broken, tmp_path / "out")
     args[args.index("--do_train") + 1] = "0"
-    with pytest.raises(DataError, match=victim.name):
+    with pytest.raises(DataError, match=test_video):
         main_retrieval.main(args)
 
 
@@ -117,3 +108,25 @@ def test_wrong_checkpoint_names_the_file(data, tmp_path):
     torch.save({"something.weight": torch.zeros(2)}, bad)
     with pytest.raises(CheckpointError, match="not_a_model.bin"):
         main_retrieval.main(argv(data, tmp_path / "out", "--init_model", str(bad)))
+
+
+def copy_with_missing_video(data: Path, dest: Path, video_id: str) -> Path:
+    dest.mkdir()
+    for name in ("MSRVTT_data.json", "MSRVTT_train.9k.csv", "MSRVTT_JSFUSION_test.csv"):
+        (dest / name).write_bytes((data / name).read_bytes())
+    (dest / "videos").mkdir()
+    for path in (data / "videos").iterdir():
+        if path.stem != video_id:
+            (dest / "videos" / path.name).symlink_to(path)
+    return dest
+
+
+def test_training_skips_bad_videos_only_when_asked_and_counts_them(data, tmp_path):
+    train_video = (data / "MSRVTT_train.9k.csv").read_text().splitlines()[1].strip()
+    broken = copy_with_missing_video(data, tmp_path / "data", train_video)
+    args = argv(broken, tmp_path / "out", "--do_eval", "0", "--workers", "1")
+    with pytest.raises(DataError, match=train_video):
+        main_retrieval.main(args)
+    main_retrieval.main(args + ["--skip_bad_videos", "1", "--output_dir", str(tmp_path / "skip")])
+    log = (tmp_path / "skip" / "log.txt").read_text()
+    assert "skipped" in log and "unreadable videos" in log

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         log.info(f"training on {len(train_set)} captions of {len(train_set.video_ids)} videos")
         trainer = Trainer(model, train_set, TrainSettings.from_config(cfg), dist, log, output_dir, evaluator)
         best = trainer.fit()
-        log.info(f"best text->video R@1 {best['t2v_R1']:.1f} at epoch {best['epoch']}")
+        log.info(f"best t2v_R1 {best['t2v_R1']:.1f} at epoch {best['epoch']}")
     if cfg.do_eval:
         metrics = evaluator(model)
     if dist.is_main and metrics is not None:

@@ -8,7 +8,7 @@ from models.clip_adapter import ClipBackbone, ClipConfig
 from models.interaction import build_interaction
 from models.layers import init_reference_weights
 from models.temporal import SeqTransf, build_temporal
-from modules.losses import logit_scale_value, symmetric_infonce
+from modules.losses import symmetric_infonce
 
 # Own parameter prefix -> the reference's. Released checkpoints use the reference's names.
 WTI_REFERENCE_PREFIXES = {
@@ -101,7 +101,7 @@ class RetrievalModel(nn.Module):
         text = gather(self.encode_text(text_ids, text_mask))
         video = gather(self.encode_video(frames, video_mask))
         sims = self.similarity(text, gather(text_mask), video, gather(video_mask))
-        return {"total": symmetric_infonce(sims, logit_scale_value(self.logit_scale))}
+        return {"total": symmetric_infonce(sims, self.logit_scale.exp())}
 
     forward = training_losses
 

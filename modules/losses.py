@@ -6,13 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-# CLIP caps the learnable temperature at 100.
+# CLIP caps the learnable temperature at 100; the trainer clamps the parameter after every step.
 MAX_LOGIT_SCALE = math.log(100.0)
-
-
-def logit_scale_value(logit_scale: torch.Tensor) -> torch.Tensor:
-    """exp of the learnable log-scale, clamped at ln 100 (no gradient past the cap)."""
-    return logit_scale.float().clamp(max=MAX_LOGIT_SCALE).exp()
 
 
 def cross_entropy_diagonal(logits: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from modules.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from modules.distributed import DistInfo, all_gather_with_grad, barrier, gather_rows, worker_init_fn
 from modules.evaluation import autocast_context
+from modules.losses import MAX_LOGIT_SCALE
 from modules.optim import build_scheduler, param_groups
 from modules.run_log import RunLog
 
@@ -60,14 +61,39 @@ def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader
                       prefetch_factor=4 if settings.workers > 0 else None)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which validation metric picks the best epoch, and in which direction."""
+
+    key: str = "t2v_R1"
+    higher_is_better: bool = True
+
+    def better(self, value: float, best: float) -> bool:
+        return value > best if self.higher_is_better else value < best
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.higher_is_better else math.inf
+
+
+def summary(metrics: dict, keys: tuple[str, ...] = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR")) -> str:
+    shown = [k for k in keys if k in metrics] or list(metrics)[:6]
+    return " ".join(f"{k} {metrics[k]:.4g}" for k in shown)
+
+
 class Trainer:
-    """Runs epochs of training; `evaluate(model) -> metrics | None` is called after each epoch."""
+    """Runs epochs of training; `evaluate(model) -> metrics | None` is called after each epoch.
+
+    The model's forward returns a dict of losses with "total"; `model.reference_state_dict()` is what the
+    per-epoch weight files hold.
+    """
 
     def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings, dist: DistInfo, log: RunLog,
-                 output_dir: Path, evaluate: Callable[[torch.nn.Module], dict | None]):
+                 output_dir: Path, evaluate: Callable[[torch.nn.Module], dict | None],
+                 selection: Selection = Selection()):
         check_precision(settings.precision, dist.device)
         self.model, self.dataset, self.settings, self.dist, self.log = model, dataset, settings, dist, log
-        self.output_dir, self.evaluate = output_dir, evaluate
+        self.output_dir, self.evaluate, self.selection = output_dir, evaluate, selection
         self.loader = train_loader(dataset, settings, dist)
         self.steps_per_epoch = max(1, len(self.loader) // settings.grad_accum_steps)
         # The reference's BertAdam: betas (0.9, 0.98), eps 1e-6, decoupled weight decay.
@@ -78,7 +104,8 @@ class Trainer:
                                          settings.warmup_proportion)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.precision == "amp_fp16")
         self.ddp = DistributedDataParallel(model) if dist.world_size > 1 else None
-        self.step, self.start_epoch, self.best = 0, 0, {"t2v_R1": -math.inf, "epoch": -1}
+        self.step, self.start_epoch = 0, 0
+        self.best = {selection.key: selection.worst, "epoch": -1}
 
     def resume(self) -> None:
         path = latest_checkpoint(self.output_dir)
@@ -126,7 +153,8 @@ class Trainer:
             if self.step % self.settings.n_display == 0:
                 values = {k: v.item() for k, v in losses.items()}
                 values["lr"] = self.scheduler.get_last_lr()[0]
-                values["logit_scale"] = self.model.logit_scale.exp().item()
+                if hasattr(self.model, "logit_scale"):
+                    values["logit_scale"] = self.model.logit_scale.exp().item()
                 self.log.metrics(self.step, "train", values)
         skipped = int(gather_rows(skipped.to(self.dist.device)[None]).sum())
         if skipped:
@@ -138,6 +166,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if hasattr(self.model, "logit_scale"):  # CLIP's cap on the temperature, applied as the reference does
+            with torch.no_grad():
+                self.model.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
@@ -146,10 +177,10 @@ class Trainer:
         if self.dist.is_main:
             if metrics is not None:
                 self.log.metrics(self.step, "val", metrics)
-                self.log.info(f"epoch {epoch + 1}: text->video R@1 {metrics['t2v_R1']:.1f} "
-                              f"R@5 {metrics['t2v_R5']:.1f} R@10 {metrics['t2v_R10']:.1f} MdR {metrics['t2v_MdR']:.1f}")
-                if metrics["t2v_R1"] > self.best["t2v_R1"]:
-                    self.best = {"t2v_R1": metrics["t2v_R1"], "epoch": epoch + 1}
+                self.log.info(f"epoch {epoch + 1}: {summary(metrics)}")
+                key = self.selection.key
+                if self.selection.better(metrics[key], self.best[key]):
+                    self.best = {key: metrics[key], "epoch": epoch + 1}
                     self.save_weights(self.output_dir / "pytorch_model.bin.best")
             self.save_weights(self.output_dir / f"pytorch_model.bin.{epoch}")
             save_checkpoint(self.output_dir / "last.pt", model=self.model, optimizer=self.optimizer,

@@ -12,7 +12,6 @@ import torch
 
 import main_retrieval
 from dataloaders import DataError
-from dataloaders.synthetic import generate_demo_data
 from models import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +20,8 @@ ARCH = ('{"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 6
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    generate_demo_data(root, num_train=16, num_test=8, frames=8, fps=8, size=32, seed=0)
-    return root
+def data(tiny_demo) -> Path:
+    return tiny_demo
 
 
 def argv(data: Path, out: Path, *extra: str) -> list[str]:

@@ -59,4 +59,5 @@ def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers
     return net
 
 
-__all__ = ["ClipConfig", "RetrievalModel", "HBIModel", "CheckpointError", "build_retrieval_model", "load_retrieval_model"]
+__all__ = ["ClipConfig", "RetrievalModel", "HBIModel", "CheckpointError", "build_retrieval_model",
+           "load_retrieval_model"]

@@ -43,7 +43,8 @@ def dpc_knn_assign(x: torch.Tensor, mask: torch.Tensor | None, centres: int, k: 
     Density: exp(-mean squared distance to the k nearest tokens). A token's "distance to a denser token" is the
     smallest distance to any denser token (the item's largest distance for the densest one). The `centres`
     tokens with the largest density x distance become centres, and every token joins its nearest centre.
-    Padded tokens have zero density, so they become centres only when an item has fewer real tokens than centres.
+    Padded tokens have zero density and score: they become centres only when fewer real tokens than centres
+    score above zero (few real tokens, or duplicates, whose distance to a denser token is 0).
     """
     batch, n, dim = x.shape
     dist = torch.cdist(x, x) / math.sqrt(dim)
@@ -94,7 +95,8 @@ class TokenMerge(nn.Module):
     """The reference's CTM: token conv with residual, layer norm, a score per token, DPC-KNN clustering into
     ceil(N * ratio) clusters and exp(score)-weighted merging. Reference parameter names: `conv.conv`, `norm`, `score`.
 
-    `jitter` adds the reference's 1e-6 random noise to the densities (on by default, as in the reference).
+    `jitter` adds the reference's 1e-6 random noise to the densities in training (the reference also adds it
+    in evaluation; here evaluation is deterministic).
     """
 
     def __init__(self, width: int, ratio: float, k: int = 3, jitter: bool = True):
@@ -110,14 +112,17 @@ class TokenMerge(nn.Module):
         """(B, N, D) tokens, (B, N) mask or None (merged tokens carry none) -> Refined."""
         # The conv also reads padded tokens: they shape their real neighbours, as in the reference.
         tokens = self.norm(self.conv(x))
-        scores = self.score(tokens).squeeze(-1)
+        scores = self.score(tokens).squeeze(-1).float()
         if mask is not None:
             scores = scores.masked_fill(mask == 0, float("-inf"))
         centres = num_centres(x.shape[1], self.ratio)
-        assign = dpc_knn_assign(tokens, mask, centres, self.k, self.jitter)
-        # No max-subtraction before exp: the reference's weights, overflow included.
-        merged = merge_clusters(tokens, assign, scores.exp(), centres)
-        return Refined(merged, tokens, scores)
+        # Clustering and merging in fp32 even under autocast: the weights are exp(score) with no max-subtraction
+        # (the reference's, which the +1e-6 in each cluster total depends on), and would overflow in fp16.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # Noise only in training: evaluation must not depend on the RNG or on how items are sharded.
+            assign = dpc_knn_assign(tokens.float(), mask, centres, self.k, self.jitter and self.training)
+            merged = merge_clusters(tokens.float(), assign, scores.exp(), centres)
+        return Refined(merged.to(tokens.dtype), tokens, scores)
 
 
 class _TokenAttention(nn.Module):

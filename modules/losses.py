@@ -24,6 +24,5 @@ def symmetric_infonce(sims: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def softmax_kl(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
     """KL(softmax(target) || softmax(logits)) over the last dim, averaged over every element (not per row),
     as the reference's KL (`F.kl_div(..., reduction='mean')`). Gradients reach both arguments."""
-    log_p = F.log_softmax(logits.float(), dim=-1)
-    target = F.softmax(target_logits.float(), dim=-1)
-    return F.kl_div(log_p, target, reduction="mean")
+    log_target = F.log_softmax(target_logits.float(), dim=-1)
+    return (log_target.exp() * (log_target - F.log_softmax(logits.float(), dim=-1))).mean()

@@ -1,22 +1,27 @@
-"""Benchmark: all-pairs WTI similarities from precomputed features.
+"""Benchmark: all-pairs WTI or three-level HBI similarities from precomputed features.
 
-Fast path: token weights and normalisation once per caption and per video, then pairs scored in large chunks.
-Plain path (how the reference evaluates): a loop over 32 x 32 blocks of captions x videos that computes the
-reference's similarity for each block, recomputing the per-item work every time. Both run in the same process;
-the script prints both times, the ratio and the largest difference between the two matrices.
+Fast path: token weights and normalisation (and, for HBI, the action and event token merging) once per caption
+and per video, then pairs scored in large chunks. Plain path (how the reference evaluates): a loop over 32 x 32
+blocks of captions x videos that computes the similarity of each block from scratch, recomputing the per-item
+work every time (WTI: the reference's formula as written there; HBI: `HBIModel.similarity` per block, merging
+included). Both run in the same process; the script prints both times, the ratio and the largest difference.
 
-    python scripts/bench/eval_sims.py [--texts 1000 --videos 1000 --words 32 --frames 12 --dim 512]
+    python scripts/bench/eval_sims.py [--model wti|hbi --rate 1 1 1 --texts 1000 --videos 1000 --words 32
+                                       --frames 12 --dim 512]
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from models.clip_adapter import ClipConfig  # noqa: E402
+from models.hbi import HBIModel  # noqa: E402
 from models.interaction import TokenInteraction  # noqa: E402
 
 
@@ -41,12 +46,25 @@ def reference_similarity(head: TokenInteraction, t_feat, t_mask, v_feat, v_mask)
     return (t2v + v2t) / 2.0
 
 
-def plain_blocks(head: TokenInteraction, text, video, block: int) -> torch.Tensor:
+def wti_similarity(head: TokenInteraction, t_feat, t_mask, v_feat, v_mask) -> torch.Tensor:
+    """Per-item work once, then all pairs in chunks."""
+    return head.score(head.prepare_text(t_feat, t_mask), head.prepare_video(v_feat, v_mask))
+
+
+def hbi_model(dim: int) -> HBIModel:
+    """Random HBI heads of `dim` channels (a one-layer CLIP of that width, unused here); no density jitter, so
+    both paths must agree exactly."""
+    clip = ClipConfig(embed_dim=dim, image_size=32, patch_size=32, vision_width=64, vision_layers=1,
+                      context_length=77, vocab_size=1000, text_width=dim, text_layers=1)
+    return HBIModel(clip, num_hidden_layers=1, jitter=False).eval()
+
+
+def plain_blocks(block_similarity, text, video, block: int) -> torch.Tensor:
     """The reference's evaluation loop: every block of captions x videos recomputes everything."""
     rows = []
     for i in range(0, len(text[0]), block):
-        row = [reference_similarity(head, text[0][i:i + block], text[1][i:i + block],
-                                    video[0][j:j + block], video[1][j:j + block])
+        row = [block_similarity(text[0][i:i + block], text[1][i:i + block],
+                                video[0][j:j + block], video[1][j:j + block])
                for j in range(0, len(video[0]), block)]
         rows.append(torch.cat(row, dim=1))
     return torch.cat(rows)
@@ -60,6 +78,9 @@ def timed(fn):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=("wti", "hbi"), default="wti")
+    p.add_argument("--rate", type=float, nargs=3, default=(1.0, 1.0, 1.0),
+                   help="HBI level weights (entity, action, event)")
     p.add_argument("--texts", type=int, default=1000)
     p.add_argument("--videos", type=int, default=1000)
     p.add_argument("--words", type=int, default=32)
@@ -68,15 +89,21 @@ def main() -> None:
     p.add_argument("--block", type=int, default=32)
     args = p.parse_args()
     g = torch.Generator().manual_seed(0)
-    head = TokenInteraction(args.dim).eval()
+    if args.model == "wti":
+        head = TokenInteraction(args.dim).eval()
+        similarity, block_similarity = partial(wti_similarity, head), partial(reference_similarity, head)
+    else:
+        model = hbi_model(args.dim)
+        similarity = block_similarity = partial(model.similarity, rate=tuple(args.rate))
     text = random_items(args.texts, args.words, args.dim, g)
     video = random_items(args.videos, args.frames, args.dim, g)
     with torch.no_grad():
-        head.score(head.prepare_text(text[0][:1], text[1][:1]), head.prepare_video(*video))  # warm-up
-        fast, t_fast = timed(lambda: head.score(head.prepare_text(*text), head.prepare_video(*video)))
-        plain, t_plain = timed(lambda: plain_blocks(head, text, video, args.block))
-    print(f"{args.texts} x {args.videos} WTI similarities, {args.words} words, {args.frames} frames, {args.dim}-d, "
-          f"{torch.get_num_threads()} threads")
+        similarity(text[0][:1], text[1][:1], *video)  # warm-up
+        fast, t_fast = timed(lambda: similarity(*text, *video))
+        plain, t_plain = timed(lambda: plain_blocks(block_similarity, text, video, args.block))
+    name = "WTI" if args.model == "wti" else f"HBI (rate {' '.join(f'{r:g}' for r in args.rate)})"
+    print(f"{args.texts} x {args.videos} {name} similarities, {args.words} words, {args.frames} frames, "
+          f"{args.dim}-d, {torch.get_num_threads()} threads")
     print(f"  per-item once + chunked pairs : {t_fast:8.3f} s")
     print(f"  loop over {args.block} x {args.block} blocks    : {t_plain:8.3f} s")
     print(f"  speed-up: {t_plain / t_fast:.1f}x   max |difference|: {(fast - plain).abs().max().item():.2e}")

@@ -1,4 +1,4 @@
-"""Train and evaluate text-video retrieval (WTI, meanP).
+"""Train and evaluate text-video retrieval (HBI, WTI, meanP).
 
     torchrun --nproc_per_node=4 main_retrieval.py --do_train 1 --do_eval 1 --datatype msrvtt \
         --anno_path data/msrvtt --video_path data/msrvtt/videos --clip_path pretrained/ViT-B-32.pt ...
@@ -20,7 +20,7 @@ from models.clip_adapter import ClipConfig
 from modules.config import parse_with_config, save_config
 from modules.distributed import DistInfo, cleanup, init_distributed, seed_everything
 from modules.evaluation import evaluate
-from modules.flags import retrieval_parser
+from modules.flags import hbi_options, retrieval_parser
 from modules.run_log import RunLog
 from modules.trainer import Trainer, TrainSettings
 
@@ -30,8 +30,19 @@ def clip_weights_path(cfg) -> Path:
 
 
 def build_model(cfg) -> torch.nn.Module:
+    """The model of --model, with HBI's teacher estimator from --estimator when given."""
+    model = build_backbone_model(cfg)
+    if cfg.estimator:
+        if cfg.model != "hbi":
+            raise SystemExit("--estimator applies to --model hbi only")
+        model.load_estimator(cfg.estimator)
+    return model
+
+
+def build_backbone_model(cfg) -> torch.nn.Module:
     """From --init_model, else OpenAI CLIP weights (--clip_path / --base_encoder), else --clip_arch sizes."""
-    kwargs = dict(model=cfg.model, num_hidden_layers=cfg.num_hidden_layers, agg_module=cfg.agg_module)
+    kwargs = dict(model=cfg.model, num_hidden_layers=cfg.num_hidden_layers, agg_module=cfg.agg_module,
+                  **hbi_options(cfg))
     if cfg.init_model:
         return load_retrieval_model(cfg.init_model, **kwargs)
     weights = clip_weights_path(cfg)

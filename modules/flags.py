@@ -33,8 +33,9 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="wti", choices=["wti", "meanp", "meanmax"],
-                   help="interaction: weighted token-wise, sentence vs mean frame, or token-wise with plain means")
+    g.add_argument("--model", default="hbi", choices=["hbi", "wti", "meanp", "meanmax"],
+                   help="HBI (hierarchical Banzhaf interaction, the reference's model), or one level: weighted "
+                        "token-wise, sentence vs mean frame, or token-wise with plain means")
     g.add_argument("--agg_module", default="seqTransf", choices=["seqTransf", "meanP"])
     g.add_argument("--num_hidden_layers", type=int, default=4, help="layers of the temporal transformer")
     g.add_argument("--base_encoder", default="ViT-B/32",
@@ -44,6 +45,32 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="JSON sizes of a randomly initialised CLIP (demo and tests), e.g. "
                         '{"embed_dim": 128, "image_size": 64, ...}')
     g.add_argument("--init_model", default=None, help="a checkpoint of this repository or a released one")
+
+
+def add_hbi_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("HBI (--model hbi only)")
+    g.add_argument("--estimator", default=None,
+                   help="Banzhaf-interaction estimator weights (banzhaf_estimator.py output or a released file)")
+    g.add_argument("--kl", type=float, default=0.2, help="weight of the inter-level KL terms")
+    g.add_argument("--skl", type=float, default=1.0, help="weight of the estimator distillation per level")
+    g.add_argument("--t_rate0", type=float, default=0.25, help="words kept (as a fraction) at the action level")
+    g.add_argument("--t_rate1", type=float, default=0.5, help="words kept at the event level (of the action level)")
+    g.add_argument("--v_rate0", type=float, default=0.25, help="frames kept at the action level")
+    g.add_argument("--v_rate1", type=float, default=0.5, help="frames kept at the event level")
+    g.add_argument("--rate", type=float, nargs=3, default=[1.0, 0.0, 0.0], metavar=("ENTITY", "ACTION", "EVENT"),
+                   help="weights of the entity, action and event similarities at evaluation")
+
+
+HBI_FLAGS = ("kl", "skl", "t_rate0", "t_rate1", "v_rate0", "v_rate1", "rate")
+
+
+def hbi_options(cfg: argparse.Namespace) -> dict:
+    """Keyword arguments of HBIModel from the flags (empty for the other models)."""
+    if cfg.model != "hbi":
+        return {}
+    options = {name: getattr(cfg, name) for name in HBI_FLAGS}
+    options["rate"] = tuple(options["rate"])
+    return options
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -68,9 +95,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def retrieval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train and evaluate text-video retrieval (WTI, meanP).",
+    p = argparse.ArgumentParser(description="Train and evaluate text-video retrieval (HBI, WTI, meanP).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_flags(p)
     add_model_flags(p)
+    add_hbi_flags(p)
     add_train_flags(p)
     return p

@@ -25,7 +25,7 @@ def data(tiny_demo) -> Path:
 
 
 def argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--do_train", "1", "--do_eval", "1", "--datatype", "msrvtt", "--anno_path", str(data),
+    return ["--do_train", "1", "--do_eval", "1", "--model", "wti", "--datatype", "msrvtt", "--anno_path", str(data),
             "--video_path", str(data / "videos"), "--output_dir", str(out), "--clip_arch", ARCH,
             "--num_hidden_layers", "1", "--max_words", "12", "--max_frames", "4", "--video_framerate", "4",
             "--batch_size", "8", "--batch_size_val", "3", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "1",
@@ -127,3 +127,21 @@ def test_training_skips_bad_videos_only_when_asked_and_counts_them(data, tmp_pat
     main_retrieval.main(args + ["--skip_bad_videos", "1", "--output_dir", str(tmp_path / "skip")])
     log = (tmp_path / "skip" / "log.txt").read_text()
     assert "skipped" in log and "unreadable videos" in log
+
+
+def test_hbi_trains_with_an_estimator_and_evaluates_three_levels(data, tmp_path):
+    from models.estimator import BanzhafEstimator
+
+    torch.manual_seed(0)
+    estimator = tmp_path / "estimator.bin"
+    torch.save(BanzhafEstimator().state_dict(), estimator)
+    args = argv(data, tmp_path / "hbi", "--model", "hbi", "--estimator", str(estimator), "--kl", "2",
+                "--skl", "1", "--rate", "1", "1", "1")
+    metrics = main_retrieval.main(args)
+    assert metrics["num_test"] == 8
+    weights = torch.load(tmp_path / "hbi" / "pytorch_model.bin.0", weights_only=True)
+    assert torch.equal(weights["banzhafteacher.Q"], torch.load(estimator, weights_only=True)["Q"])
+    assert {"t_ctm0.score.weight", "banzhafmodel1.Q", "text_weight_fc1.0.weight"} <= set(weights)
+    with pytest.raises(CheckpointError, match="not an estimator"):
+        main_retrieval.main(argv(data, tmp_path / "bad", "--model", "hbi", "--estimator",
+                                 str(tmp_path / "hbi" / "pytorch_model.bin.0")))

@@ -1,0 +1,124 @@
+"""QB-Norm on saved similarity matrices: metrics before and after the (dynamic) inverted softmax.
+
+    python test_qb_norm.py --sims_test sims_test.npy --sims_querybank sims_train_test.npy \
+        --qbnorm_k 1 --qbnorm_beta 20 --queries_per_video 1 [--metric t2v|v2t] \
+        [--qbnorm_method dynamic|inverted] [--text_to_video sims_test_ids.json] [--out normalised.npy]
+
+``--sims_test`` is (texts, videos). For t2v the querybank is (querybank texts, test videos); for v2t it is
+(querybank videos, test texts), as in the official music-video code. Files: .npy, .pt/.pth or the official
+.pkl pickles. Prints a table, then, as the last line, one JSON object {"before": ..., "after": ..., ...}.
+With ``--out`` the normalised matrix is saved there and the table beside it (same name, ``.md``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from modules.checkpoint import atomic_write
+from modules.metrics import geometric_mean, retrieval_metrics, v2t_metrics
+from modules.qbnorm import MODES, load_sims, qb_norm
+
+COLUMNS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GM")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # the second names are those of the official dynamic_inverted_softmax.py
+    p.add_argument("--sims_test", "--sims_test_path", required=True, type=Path,
+                   help="test similarities, (texts, videos)")
+    p.add_argument("--sims_querybank", "--sims_train_test_path", required=True, type=Path,
+                   help="querybank similarities: (querybank texts, test videos) for t2v, "
+                        "(querybank videos, test texts) for v2t")
+    p.add_argument("--qbnorm_k", type=int, default=1, help="top-k of every querybank row forms the activation set")
+    p.add_argument("--qbnorm_beta", type=float, default=20.0, help="inverse temperature")
+    p.add_argument("--qbnorm_method", choices=MODES, default="dynamic")
+    p.add_argument("--metric", choices=("t2v", "v2t"), default="t2v")
+    p.add_argument("--queries_per_video", type=int, default=1,
+                   help="text i belongs to video i // queries_per_video (ignored with --text_to_video)")
+    p.add_argument("--text_to_video", type=Path, default=None,
+                   help="sims_<split>_ids.json written by the evaluation (keys rows, cols, text_to_video)")
+    p.add_argument("--chunk_rows", type=int, default=4096, help="rows per chunk (bounds memory)")
+    p.add_argument("--out", type=Path, default=None, help="save the normalised matrix (.npy) and a .md table")
+    return p.parse_args(argv)
+
+
+def load_text_to_video(path: Path, num_texts: int, num_videos: int) -> np.ndarray:
+    """The ``text_to_video`` list of an evaluation's ids file, checked against the matrix shape."""
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the ids JSON ({err})") from None
+    if not isinstance(ids, dict) or "text_to_video" not in ids:
+        raise ValueError(f"{path}: expected a JSON object with key 'text_to_video' (and 'rows', 'cols')")
+    for key, expected in (("rows", num_texts), ("cols", num_videos), ("text_to_video", num_texts)):
+        if key in ids and len(ids[key]) != expected:
+            raise ValueError(f"{path}: key '{key}' has {len(ids[key])} entries, the test matrix needs {expected}")
+    return np.asarray(ids["text_to_video"], dtype=np.int64)
+
+
+def score(sims: np.ndarray, metric: str, queries_per_video: int,
+          text_to_video: Optional[np.ndarray]) -> Dict[str, float]:
+    """Metrics of (texts, videos) ``sims`` with the geometric mean of R1/R5/R10 added as ``GM``."""
+    fn = retrieval_metrics if metric == "t2v" else v2t_metrics
+    metrics = fn(sims, queries_per_video=queries_per_video, text_to_video=text_to_video)
+    metrics["GM"] = geometric_mean(metrics)
+    return metrics
+
+
+def markdown_table(rows: Dict[str, Dict[str, float]]) -> str:
+    """A Markdown table: one line per named metrics dict, columns ``COLUMNS``."""
+    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, metrics in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{metrics[c]:.1f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def check_shapes(args: argparse.Namespace, test: np.ndarray, bank: np.ndarray) -> None:
+    """The querybank must score the gallery of the chosen direction."""
+    gallery, what = (test.shape[1], "test videos") if args.metric == "t2v" else (test.shape[0], "test texts")
+    if bank.shape[1] != gallery:
+        raise ValueError(f"{args.sims_querybank}: has {bank.shape[1]} columns, expected {gallery} ({what} of "
+                         f"{args.sims_test}, shape {tuple(test.shape)}) for --metric {args.metric}")
+
+
+def run(args: argparse.Namespace) -> Dict:
+    """Load, normalise, score and (optionally) save; returns the JSON summary."""
+    test = load_sims(args.sims_test)
+    bank = load_sims(args.sims_querybank)
+    check_shapes(args, test, bank)
+    text_to_video = None
+    if args.text_to_video is not None:
+        text_to_video = load_text_to_video(args.text_to_video, *test.shape)
+    after = qb_norm(bank, test, k=args.qbnorm_k, beta=args.qbnorm_beta, mode=args.qbnorm_method,
+                    chunk_rows=args.chunk_rows, transpose=args.metric == "v2t")
+    before_metrics = score(test, args.metric, args.queries_per_video, text_to_video)
+    after_metrics = score(after, args.metric, args.queries_per_video, text_to_video)
+    table = markdown_table({"before": before_metrics, "after QB-Norm": after_metrics})
+    print(f"{args.metric}, {args.qbnorm_method} inverted softmax, k={args.qbnorm_k}, beta={args.qbnorm_beta}, "
+          f"querybank {bank.shape[0]} x {bank.shape[1]}, test {test.shape[0]} x {test.shape[1]}")
+    print(table)
+    if args.out is not None:
+        atomic_write(args.out, lambda f: np.save(f, after))
+        atomic_write(args.out.with_suffix(".md"), lambda f: f.write((table + "\n").encode()))
+    return {"metric": args.metric, "method": args.qbnorm_method, "k": args.qbnorm_k, "beta": args.qbnorm_beta,
+            "querybank_shape": list(bank.shape), "test_shape": list(test.shape),
+            "before": before_metrics, "after": after_metrics}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    try:
+        summary = run(args)
+    except (ValueError, OSError) as err:
+        print(f"test_qb_norm.py: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,10 @@ class ClipTokenizer:
         """BPE ids of `text` without start/end tokens (lower-cased, whitespace- and ftfy-cleaned)."""
         return self._bpe.encode(text)
 
+    def decode_one(self, token_id: int) -> str:
+        """The text of one BPE id (a word or a word piece), for labelling plots."""
+        return self._bpe.decode([int(token_id)]).strip()
+
     def __call__(self, text: str, max_words: int) -> tuple[np.ndarray, np.ndarray]:
         """Return int64 ids (max_words,) = [start, bpe[:max_words-2], end, 0...] and mask (max_words,)."""
         if max_words < 2:

@@ -1,0 +1,74 @@
+"""scripts/order.sh --demo on the tiny data and model: the table's numbers are those of test.py run directly."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import test_qb_norm
+from main_retrieval import build_model
+from modules.config import parse_with_config
+from modules.flags import retrieval_parser
+from tests.test_main_retrieval import argv
+from tests.test_test_py import load_test_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("R1", "R5", "R10", "MdR", "MnR")
+
+
+def order(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "order.sh"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def random_tiny_model(data: Path, path: Path) -> Path:
+    """The untrained tiny WTI model of test_main_retrieval saved as a checkpoint (training adds nothing here)."""
+    torch.manual_seed(0)
+    model = build_model(parse_with_config(retrieval_parser(), argv(data, path.parent)))
+    torch.save(model.reference_state_dict(), path)
+    return path
+
+
+def demo_overrides(data: Path, checkpoint: Path) -> list[str]:
+    """Point the demo table at the tiny data and model (sizes of test_main_retrieval's argv)."""
+    values = {"checkpoint": checkpoint, "data": data, "max_words": 12, "max_frames": 4, "video_framerate": 4,
+              "workers": 0}
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+def test_demo_table_equals_direct_runs(tiny_demo, tmp_path):
+    checkpoint = random_tiny_model(tiny_demo, tmp_path / "tiny.bin")
+    result = order("--demo", "--out_root", str(tmp_path / "tables"), *demo_overrides(tiny_demo, checkpoint))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = json.loads((tmp_path / "tables" / "demo.json").read_text())
+    measured = {row["name"]: row["measured"] for row in table["rows"]}
+    assert list(measured) == ["t2v", "v2t", "t2v+QB-Norm"]
+    assert (tmp_path / "tables" / "demo.md").read_text().count("| t2v") == 2
+
+    direct_dir = tmp_path / "direct"
+    direct = load_test_entry().main(["--config", "config/demo.yaml", "--do_train", "0", "--init_model",
+                                     str(checkpoint), "--anno_path", str(tiny_demo), "--video_path",
+                                     str(tiny_demo / "videos"), "--max_words", "12", "--max_frames", "4",
+                                     "--video_framerate", "4", "--workers", "0", "--output_dir", str(direct_dir)])
+    qb = test_qb_norm.run(test_qb_norm.parse_args([
+        "--sims_test", str(direct_dir / "sims_test.npy"),
+        "--sims_querybank", str(tmp_path / "tables" / "demo" / "querybank" / "sims_train_querybank.npy"),
+        "--text_to_video", str(direct_dir / "sims_test_ids.json")]))
+    for key in KEYS:
+        assert measured["t2v"][key] == pytest.approx(direct[f"t2v_{key}"]), key
+        assert measured["v2t"][key] == pytest.approx(direct[f"v2t_{key}"]), key
+        assert measured["t2v+QB-Norm"][key] == pytest.approx(qb["after"][key]), key
+
+
+def test_missing_inputs_reported_not_faked(tmp_path):
+    result = order("--demo", "--out_root", str(tmp_path), "--set", f"checkpoint={tmp_path / 'absent.bin'}")
+    assert result.returncode == 1
+    assert f"missing: {tmp_path / 'absent.bin'}" in (tmp_path / "demo.md").read_text()
+    assert "incomplete" in result.stderr and "absent.bin" in result.stderr
+    rows = json.loads((tmp_path / "demo.json").read_text())["rows"]
+    assert all(not row["measured"] for row in rows)

@@ -1,0 +1,94 @@
+"""test.py: checkpoint evaluation, scoring a saved matrix, and the QB-Norm querybank matrix."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import main_retrieval
+from modules.evaluation import compute_metrics
+from tests.test_main_retrieval import argv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_test_entry() -> ModuleType:
+    """test.py as a module (the name `test` is taken by the standard library)."""
+    spec = importlib.util.spec_from_file_location("test_entry", ROOT / "test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_tiny(data: Path, out: Path) -> tuple[Path, dict]:
+    """One epoch of the tiny random WTI model of test_main_retrieval: (best checkpoint, its test metrics)."""
+    metrics = main_retrieval.main(argv(data, out))
+    return out / "pytorch_model.bin.best", metrics
+
+
+def eval_argv(data: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
+    """Evaluation flags of the tiny model: the training flags with --do_train 0 and --init_model."""
+    return argv(data, out, "--do_train", "0", "--init_model", str(checkpoint), *extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_demo, tmp_path_factory) -> tuple[Path, dict]:
+    return train_tiny(tiny_demo, tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="module")
+def entry() -> ModuleType:
+    return load_test_entry()
+
+
+@pytest.fixture(scope="module")
+def evaluated(entry, tiny_demo, trained, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("eval")
+    return out, entry.main(eval_argv(tiny_demo, out, trained[0]))
+
+
+def test_checkpoint_eval_equals_training_eval(evaluated, trained):
+    out, metrics = evaluated
+    for key, value in trained[1].items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6), key
+    for name in ("sims_test.npy", "sims_test_ids.json", "metrics_test.json", "metrics_test.md"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics_test.json").read_text())["t2v_R1"] == metrics["t2v_R1"]
+
+
+@pytest.mark.parametrize("metric", ["t2v", "v2t"])
+def test_sims_scoring_equals_compute_metrics(entry, evaluated, tmp_path, capsys, metric):
+    out, _ = evaluated
+    ids = out / "sims_test_ids.json"
+    scored = entry.main(["--sims", str(out / "sims_test.npy"), "--metric", metric, "--text_to_video", str(ids),
+                         "--output_dir", str(tmp_path)])
+    expected = compute_metrics(np.load(out / "sims_test.npy"), np.asarray(json.loads(ids.read_text())["text_to_video"]))
+    for key in ("R1", "R5", "R10", "R50", "MdR", "MnR"):
+        assert scored[f"{metric}_{key}"] == pytest.approx(expected[f"{metric}_{key}"]), key
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == scored
+    assert (tmp_path / f"metrics_sims_test_{metric}.md").is_file()
+
+
+def test_train_querybank_shape(entry, tiny_demo, trained, tmp_path):
+    result = entry.main(eval_argv(tiny_demo, tmp_path, trained[0], "--split", "train_querybank"))
+    sims = np.load(tmp_path / "sims_train_querybank.npy")
+    assert sims.shape == (16, 8) and result["shape"] == [16, 8]
+    ids = json.loads((tmp_path / "sims_train_querybank_ids.json").read_text())
+    assert len(ids["rows"]) == 16 and len(set(ids["rows"])) == 16 and len(ids["cols"]) == 8
+    assert not (tmp_path / "metrics_train_querybank.json").exists()
+    entry.main(eval_argv(tiny_demo, tmp_path / "five", trained[0], "--split", "train_querybank",
+                         "--querybank_size", "5"))
+    sub = np.load(tmp_path / "five" / "sims_train_querybank.npy")
+    assert sub.shape == (5, 8)
+    assert any(np.allclose(sub[0], row, atol=1e-5) for row in sims)
+
+
+def test_bad_input_one_line(entry, tiny_demo, tmp_path):
+    with pytest.raises(SystemExit, match="pass --init_model"):
+        entry.main(["--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="similarity file not found"):
+        entry.main(["--sims", str(tmp_path / "absent.npy"), "--output_dir", str(tmp_path)])

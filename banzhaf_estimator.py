@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-from main_retrieval import build_model, datasets
+from main_retrieval import build_model, datasets, start_run
 from models.estimator import BanzhafEstimator
-from modules.config import parse_with_config, save_config
-from modules.distributed import cleanup, init_distributed, seed_everything
+from modules.config import parse_with_config
+from modules.distributed import cleanup
 from modules.estimator_training import EstimatorTask, evaluate_estimator
 from modules.flags import retrieval_parser
-from modules.run_log import RunLog
 from modules.trainer import Selection, Trainer, TrainSettings
 
 
@@ -38,12 +36,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     cfg = parse_with_config(estimator_parser(), argv)
     if not cfg.do_train:
         raise SystemExit("nothing to do: pass --do_train 1")
-    dist = init_distributed(cfg.device)
-    seed_everything(cfg.seed, dist.rank)
-    output_dir = Path(cfg.output_dir)
-    log = RunLog(output_dir, dist.is_main)
-    if dist.is_main:
-        save_config(cfg, output_dir / "config.yaml")
+    dist, output_dir, log = start_run(cfg)
     retrieval = build_model(cfg)
     task = EstimatorTask(retrieval, BanzhafEstimator(), cfg.banzhaf_samples, cfg.banzhaf_definition)
     task = task.to(dist.device)

@@ -86,16 +86,22 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    cfg = parse_with_config(retrieval_parser(), argv)
-    if not (cfg.do_train or cfg.do_eval):
-        raise SystemExit("nothing to do: pass --do_train 1 and/or --do_eval 1")
+def start_run(cfg) -> tuple[DistInfo, Path, RunLog]:
+    """Process group, seeds, run folder, log, and the resolved config saved in the run folder."""
     dist = init_distributed(cfg.device)
     seed_everything(cfg.seed, dist.rank)
     output_dir = Path(cfg.output_dir)
     log = RunLog(output_dir, dist.is_main)
     if dist.is_main:
         save_config(cfg, output_dir / "config.yaml")
+    return dist, output_dir, log
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    cfg = parse_with_config(retrieval_parser(), argv)
+    if not (cfg.do_train or cfg.do_eval):
+        raise SystemExit("nothing to do: pass --do_train 1 and/or --do_eval 1")
+    dist, output_dir, log = start_run(cfg)
     log.info(f"{dist.world_size} process(es) on {dist.device}; run folder {output_dir}")
     model = build_model(cfg).to(dist.device)
     image_size = model.clip.config.image_size

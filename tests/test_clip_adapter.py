@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models import CheckpointError, build_retrieval_model, load_retrieval_model
+from models import build_retrieval_model, load_retrieval_model
 from models.clip_adapter import ClipBackbone, ClipConfig, clip_config_from_state_dict
 
 TINY = ClipConfig(embed_dim=64, image_size=32, patch_size=16, vision_width=64, vision_layers=1,

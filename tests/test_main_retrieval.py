@@ -51,7 +51,7 @@ def run(args: list[str], processes: int) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_two_processes_equal_one(data, tmp_path):
     one = run(argv(data, tmp_path / "one"), 1)
-    two = run(argv(data, tmp_path / "two"), 2)
+    run(argv(data, tmp_path / "two"), 2)
     last = json.loads(one.stdout.strip().splitlines()[-1])
     assert last["num_test"] == 8 and "chance_R1" in last and "t2v_R1" in last
     sims_one = np.load(tmp_path / "one" / "sims_test.npy")

@@ -51,3 +51,28 @@ def test_meanp_uses_end_token_and_masked_mean():
     sims = head.score(head.prepare_text(text, torch.tensor([[1, 1, 1, 0]])),
                       head.prepare_video(video, torch.tensor([[1, 1, 0]])))
     assert torch.allclose(sims, torch.tensor([[2 ** -0.5]]))
+
+
+def reference_wti(head, t_feat, t_mask, v_feat, v_mask):
+    """The reference's formula, padded tokens included: weights, cosine maps times masks, maxima."""
+    t_w = torch.softmax(head.text_weight_fc(t_feat).squeeze(-1).masked_fill(t_mask == 0, -9e15), dim=-1)
+    v_w = torch.softmax(head.video_weight_fc(v_feat).squeeze(-1).masked_fill(v_mask == 0, -9e15), dim=-1)
+    t = t_feat / t_feat.norm(dim=-1, keepdim=True)
+    v = v_feat / v_feat.norm(dim=-1, keepdim=True)
+    maps = torch.einsum("atd,bvd->abtv", t, v) * t_mask[:, None, :, None] * v_mask[None, :, None, :]
+    t2v = torch.einsum("abt,at->ab", maps.max(-1).values, t_w)
+    v2t = torch.einsum("abv,bv->ab", maps.max(-2).values, v_w)
+    return (t2v + v2t) / 2
+
+
+def test_scoring_on_real_tokens_only_equals_the_padded_reference(monkeypatch):
+    torch.manual_seed(0)
+    head = TokenInteraction(8).eval()
+    text, video = items(29, 9, dim=8, seed=3), items(17, 6, dim=8, seed=4)
+    # Some pairs whose real similarities are all negative: the reference's max then sees the padding's zeros.
+    video[0][:5] = -text[0][:5, :6].clone()
+    monkeypatch.setattr(inter, "_BLOCK_ELEMENTS", 9 * 6 * 5)  # several caption chunks and video groups
+    with torch.no_grad():
+        ours = head.score(head.prepare_text(*text), head.prepare_video(*video))
+        reference = reference_wti(head, text[0], text[1], video[0], video[1])
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)

@@ -21,7 +21,7 @@ import numpy as np
 
 from modules.checkpoint import atomic_write
 from modules.metrics import geometric_mean, retrieval_metrics, v2t_metrics
-from modules.qbnorm import MODES, load_sims, qb_norm
+from modules.qbnorm import MODES, WEIGHTED_MODES, load_sims, qb_norm, qb_norm_weighted
 
 COLUMNS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GM")
 
@@ -29,11 +29,15 @@ COLUMNS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GM")
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # the second names are those of the official dynamic_inverted_softmax.py
-    p.add_argument("--sims_test", "--sims_test_path", required=True, type=Path,
-                   help="test similarities, (texts, videos)")
-    p.add_argument("--sims_querybank", "--sims_train_test_path", required=True, type=Path,
-                   help="querybank similarities: (querybank texts, test videos) for t2v, "
+    p.add_argument("--sims_test", "--sims_test_path", required=True, type=Path, nargs="+",
+                   help="test similarities, (texts, videos); several files are the terms of a weighted sum")
+    p.add_argument("--sims_querybank", "--sims_train_test_path", required=True, type=Path, nargs="+",
+                   help="querybank similarities, one file per term: (querybank texts, test videos) for t2v, "
                         "(querybank videos, test texts) for v2t")
+    p.add_argument("--term_weights", type=float, nargs="+", default=None,
+                   help="weights of the terms (default 1 each)")
+    p.add_argument("--qbnorm_mode", choices=WEIGHTED_MODES, default="mode1",
+                   help="with several terms: mode1 normalises the weighted sum, mode2 each term, then sums")
     p.add_argument("--qbnorm_k", type=int, default=1, help="top-k of every querybank row forms the activation set")
     p.add_argument("--qbnorm_beta", type=float, default=20.0, help="inverse temperature")
     p.add_argument("--qbnorm_method", choices=MODES, default="dynamic")
@@ -78,24 +82,43 @@ def markdown_table(rows: Dict[str, Dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def check_shapes(args: argparse.Namespace, test: np.ndarray, bank: np.ndarray) -> None:
-    """The querybank must score the gallery of the chosen direction."""
+def check_shapes(args: argparse.Namespace, tests: List[np.ndarray], banks: List[np.ndarray]) -> None:
+    """One querybank per term, each scoring the gallery of the chosen direction; terms of one shape."""
+    if len(tests) != len(banks):
+        raise ValueError(f"got {len(tests)} test matrices and {len(banks)} querybank matrices: one of each per term")
+    for path, test in zip(args.sims_test, tests):
+        if test.shape != tests[0].shape:
+            raise ValueError(f"{path}: shape {tuple(test.shape)}, expected {tuple(tests[0].shape)} like the first term")
+    test = tests[0]
     gallery, what = (test.shape[1], "test videos") if args.metric == "t2v" else (test.shape[0], "test texts")
-    if bank.shape[1] != gallery:
-        raise ValueError(f"{args.sims_querybank}: has {bank.shape[1]} columns, expected {gallery} ({what} of "
-                         f"{args.sims_test}, shape {tuple(test.shape)}) for --metric {args.metric}")
+    for path, bank in zip(args.sims_querybank, banks):
+        if bank.shape[1] != gallery:
+            raise ValueError(f"{path}: has {bank.shape[1]} columns, expected {gallery} ({what} of "
+                             f"{args.sims_test[0]}, shape {tuple(test.shape)}) for --metric {args.metric}")
+
+
+def normalise(args: argparse.Namespace, tests: List[np.ndarray], banks: List[np.ndarray],
+              weights: List[float]) -> np.ndarray:
+    common = dict(k=args.qbnorm_k, beta=args.qbnorm_beta, chunk_rows=args.chunk_rows, transpose=args.metric == "v2t")
+    if len(tests) == 1:
+        return qb_norm(banks[0], tests[0], mode=args.qbnorm_method, **common)
+    return qb_norm_weighted(banks, tests, weights, mode=args.qbnorm_mode, method=args.qbnorm_method, **common)
 
 
 def run(args: argparse.Namespace) -> Dict:
     """Load, normalise, score and (optionally) save; returns the JSON summary."""
-    test = load_sims(args.sims_test)
-    bank = load_sims(args.sims_querybank)
-    check_shapes(args, test, bank)
+    tests = [load_sims(path) for path in args.sims_test]
+    banks = [load_sims(path) for path in args.sims_querybank]
+    check_shapes(args, tests, banks)
+    weights = args.term_weights or [1.0] * len(tests)
+    if len(weights) != len(tests):
+        raise ValueError(f"--term_weights has {len(weights)} values for {len(tests)} terms")
+    test = tests[0] if len(tests) == 1 else sum(w * np.asarray(t, dtype=np.float64) for w, t in zip(weights, tests))
+    bank = banks[0]
     text_to_video = None
     if args.text_to_video is not None:
         text_to_video = load_text_to_video(args.text_to_video, *test.shape)
-    after = qb_norm(bank, test, k=args.qbnorm_k, beta=args.qbnorm_beta, mode=args.qbnorm_method,
-                    chunk_rows=args.chunk_rows, transpose=args.metric == "v2t")
+    after = normalise(args, tests, banks, weights)
     before_metrics = score(test, args.metric, args.queries_per_video, text_to_video)
     after_metrics = score(after, args.metric, args.queries_per_video, text_to_video)
     table = markdown_table({"before": before_metrics, "after QB-Norm": after_metrics})
@@ -106,6 +129,7 @@ def run(args: argparse.Namespace) -> Dict:
         atomic_write(args.out, lambda f: np.save(f, after))
         atomic_write(args.out.with_suffix(".md"), lambda f: f.write((table + "\n").encode()))
     return {"metric": args.metric, "method": args.qbnorm_method, "k": args.qbnorm_k, "beta": args.qbnorm_beta,
+            "terms": len(tests), "term_weights": weights, "qbnorm_mode": args.qbnorm_mode if len(tests) > 1 else None,
             "querybank_shape": list(bank.shape), "test_shape": list(test.shape),
             "before": before_metrics, "after": after_metrics}
 

@@ -235,3 +235,25 @@ def test_copy_on_write_memmap_keeps_edits(tmp_path: Path) -> None:
     out = qb_norm(bank, mapped, mode="inverted", chunk_rows=4)
     np.testing.assert_array_equal(mapped[0], test[0] + 0.25)
     np.testing.assert_allclose(out[0], reference_log_scores(bank, test + 0.25, 20.0)[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["mode1", "mode2"])
+def test_cli_weighted_terms(tmp_path: Path, capsys: pytest.CaptureFixture, mode: str) -> None:
+    import test_qb_norm
+
+    bank_a, test_a = random_case(21, queries=25, gallery=25)
+    bank_b, test_b = random_case(22, queries=25, gallery=25)
+    for name, array in (("ba", bank_a), ("ta", test_a), ("bb", bank_b), ("tb", test_b)):
+        np.save(tmp_path / f"{name}.npy", array)
+    test_qb_norm.main(["--sims_test", str(tmp_path / "ta.npy"), str(tmp_path / "tb.npy"),
+                       "--sims_querybank", str(tmp_path / "ba.npy"), str(tmp_path / "bb.npy"),
+                       "--term_weights", "1", "0.5", "--qbnorm_mode", mode, "--out", str(tmp_path / "out.npy")])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = qb_norm_weighted([bank_a, bank_b], [test_a, test_b], [1.0, 0.5], mode=mode)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+    assert summary["terms"] == 2 and summary["qbnorm_mode"] == mode
+    assert summary["before"]["R1"] == pytest.approx(retrieval_metrics(test_a + 0.5 * test_b)["R1"])
+    with pytest.raises(SystemExit):
+        test_qb_norm.main(["--sims_test", str(tmp_path / "ta.npy"), str(tmp_path / "tb.npy"),
+                           "--sims_querybank", str(tmp_path / "ba.npy")])
+    assert "one of each per term" in capsys.readouterr().err

@@ -50,14 +50,15 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader:
     """Shuffled, seeded and sharded the same way for any number of processes: the global batch of a step holds
-    the same captions whether it is split over one process or several."""
+    the same captions whether it is split over one process or several. Workers are not persistent, so the
+    dataset's `set_epoch` (new augmentation draws) reaches them every epoch."""
     if settings.batch_size % dist.world_size:
         raise SystemExit(f"--batch_size {settings.batch_size} must be divisible by the {dist.world_size} processes")
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                  seed=settings.seed, drop_last=True)
     return DataLoader(dataset, batch_size=settings.batch_size // dist.world_size, sampler=sampler,
                       num_workers=settings.workers, pin_memory=dist.device.type == "cuda", drop_last=True,
-                      worker_init_fn=worker_init_fn, persistent_workers=settings.workers > 0,
+                      worker_init_fn=worker_init_fn,
                       prefetch_factor=4 if settings.workers > 0 else None)
 
 

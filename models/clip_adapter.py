@@ -98,11 +98,6 @@ class ClipBackbone(CLIP):
         return self.encode_image(frames)
 
 
-def is_clip_key(key: str) -> bool:
-    return key.startswith(("visual.", "transformer.", "token_embedding.", "positional_embedding",
-                           "ln_final.", "text_projection", "logit_scale"))
-
-
 def strip_clip_state_dict(state_dict: dict) -> dict:
     """OpenAI CLIP weights as fp32 tensors, without the archive's bookkeeping entries."""
     return {k: v.float() for k, v in state_dict.items() if k not in _NON_WEIGHT_KEYS}

@@ -19,7 +19,7 @@ from torch import nn
 from models.clip_adapter import ClipConfig
 from models.estimator import BanzhafEstimator
 from models.hierarchy import MergeStage
-from models.interaction import TokenInteraction, Tokens
+from models.interaction import TokenInteraction, Tokens, paired_maps
 from models.layers import init_reference_weights
 from models.retrieval import WTI_REFERENCE_PREFIXES, RetrievalModel
 from models.weights import CheckpointError, read_state_dict
@@ -54,12 +54,6 @@ class HierarchyItems:
     """Prepared captions or videos: Tokens at the entity, action and event levels (N items each)."""
 
     levels: tuple[Tokens, Tokens, Tokens]
-
-
-def paired_maps(text: Tokens, video: Tokens) -> torch.Tensor:
-    """Word-frame cosine maps of the true pairs (caption i with video i): (B, T, V), padded tokens zeroed."""
-    maps = torch.einsum("btd,bvd->btv", text.feats, video.feats)
-    return maps * text.mask[:, :, None].to(maps.dtype) * video.mask[:, None, :].to(maps.dtype)
 
 
 def _reversed(x: torch.Tensor) -> torch.Tensor:

@@ -46,10 +46,10 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
-def token_similarity_maps(text: Tokens, video: Tokens) -> torch.Tensor:
-    """(Nt, Nv, Lt, Lv) cosine maps with padded tokens at zero (the reference zeroes them by multiplication)."""
-    maps = torch.einsum("atd,bvd->abtv", text.feats, video.feats)
-    return maps * text.mask[:, None, :, None].to(maps.dtype) * video.mask[None, :, None, :].to(maps.dtype)
+def paired_maps(text: Tokens, video: Tokens) -> torch.Tensor:
+    """Word-frame cosine maps of the true pairs (caption i with video i): (B, T, V), padded tokens zeroed."""
+    maps = torch.einsum("btd,bvd->btv", text.feats, video.feats)
+    return maps * text.mask[:, :, None].to(maps.dtype) * video.mask[:, None, :].to(maps.dtype)
 
 
 def _pair_maps(text: Tokens, video: Tokens) -> torch.Tensor:

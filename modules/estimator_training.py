@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from models.estimator import BanzhafEstimator
+from models.interaction import paired_maps
 from modules.banzhaf import banzhaf_labels
 from modules.distributed import DistInfo, gather_rows, shard_indices
 
@@ -22,8 +23,7 @@ def entity_maps(model: nn.Module, text_ids, text_mask, frames, video_mask) -> tu
     """Diagonal entity-level maps of a batch of pairs: ((B, T, V) maps, text weights (B, T), video weights (B, V))."""
     text = model.interaction.prepare_text(model.encode_text(text_ids, text_mask), text_mask)
     video = model.interaction.prepare_video(model.encode_video(frames, video_mask), video_mask)
-    maps = torch.einsum("btd,bvd->btv", text.feats, video.feats)  # padded tokens are zero vectors
-    return maps, text.weights, video.weights
+    return paired_maps(text, video), text.weights, video.weights
 
 
 class EstimatorTask(nn.Module):

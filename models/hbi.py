@@ -115,23 +115,31 @@ class HBIModel(RetrievalModel):
         except RuntimeError as error:  # shape mismatch: a different number of planes
             raise CheckpointError(f"{path}: {str(error).splitlines()[-1].strip()}") from None
 
-    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, stages: nn.ModuleList, kind: str) -> HierarchyItems:
-        entity = getattr(self.interaction, f"prepare_{kind}")(feats, mask)
+    def merge_levels(self, feats: torch.Tensor, mask: torch.Tensor, kind: str
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, L, D) features of "text" or "video" -> raw tokens of the entity (the input), action and event levels."""
+        stages = self.text_stages if kind == "text" else self.video_stages
         action = stages[0](feats, mask)  # padded tokens feed the merging, as in the reference
-        event = stages[1](action, None)
-        merged = []
-        for head, tokens in zip(self.merged_heads, (action, event)):
+        return feats, action, stages[1](action, None)
+
+    def level_tokens(self, levels: tuple[torch.Tensor, ...], mask: torch.Tensor, kind: str) -> HierarchyItems:
+        """Raw tokens of the three levels -> what each level's WTI head scores; merged tokens are all real."""
+        prepared = [getattr(self.interaction, f"prepare_{kind}")(levels[0], mask)]
+        for head, tokens in zip(self.merged_heads, levels[1:]):
             ones = torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)
-            merged.append(getattr(head, f"prepare_{kind}")(tokens, ones))
-        return HierarchyItems((entity, *merged))
+            prepared.append(getattr(head, f"prepare_{kind}")(tokens, ones))
+        return HierarchyItems(tuple(prepared))
+
+    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, kind: str) -> HierarchyItems:
+        return self.level_tokens(self.merge_levels(feats, mask, kind), mask, kind)
 
     def prepare_text(self, text: torch.Tensor, text_mask: torch.Tensor) -> HierarchyItems:
         """(N, Lw, D), (N, Lw) -> the caption's tokens at the three levels, computed once per caption."""
-        return self._prepare(text, text_mask, self.text_stages, "text")
+        return self._prepare(text, text_mask, "text")
 
     def prepare_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> HierarchyItems:
         """(N, F, D), (N, F) -> the video's tokens at the three levels, computed once per video."""
-        return self._prepare(video, video_mask, self.video_stages, "video")
+        return self._prepare(video, video_mask, "video")
 
     def score(self, text_items: HierarchyItems, video_items: HierarchyItems,
               rate: tuple[float, float, float] | None = None) -> torch.Tensor:
@@ -157,16 +165,10 @@ class HBIModel(RetrievalModel):
             target = self.teacher(maps.detach())
         return softmax_kl(predicted, target) + softmax_kl(_reversed(predicted), _reversed(target))
 
-    def training_losses(self, text_ids: torch.Tensor, text_mask: torch.Tensor, frames: torch.Tensor,
-                        video_mask: torch.Tensor, gather=None) -> dict[str, torch.Tensor]:
-        """{"total", "entity", "action", "event"}: per level the symmetric InfoNCE plus `skl` x distillation;
-        `total` adds `kl` x the KL of the action and event rows and columns towards the entity level's.
-        `gather` concatenates features and masks over processes before the hierarchy (identity in one process)."""
-        gather = gather or (lambda x: x)
-        text = gather(self.encode_text(text_ids, text_mask))
-        video = gather(self.encode_video(frames, video_mask))
-        text_items = self.prepare_text(text, gather(text_mask))
-        video_items = self.prepare_video(video, gather(video_mask))
+    def level_losses(self, text_items: HierarchyItems, video_items: HierarchyItems
+                     ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """Per level the symmetric InfoNCE over the batch plus `skl` x the estimator distillation; also returns
+        each level's (B, B) similarities."""
         # The reference uses exp of the raw parameter here; it clamps the parameter after each optimiser step.
         scale = self.clip.logit_scale.float().exp()
         losses, sims = {}, []
@@ -174,8 +176,21 @@ class HBIModel(RetrievalModel):
                                              video_items.levels):
             level_sims = head.score(t, v)
             sims.append(level_sims)
-            distill = self._distillation(student, paired_maps(t, v))
-            losses[name] = symmetric_infonce(level_sims, scale) + self.skl * distill
+            losses[name] = symmetric_infonce(level_sims, scale)
+            if self.skl:  # skl 0 trains without an estimator: the teacher is not run at all
+                losses[name] = losses[name] + self.skl * self._distillation(student, paired_maps(t, v))
+        return losses, sims
+
+    def training_losses(self, text_ids: torch.Tensor, text_mask: torch.Tensor, frames: torch.Tensor,
+                        video_mask: torch.Tensor, gather=None) -> dict[str, torch.Tensor]:
+        """{"total", "entity", "action", "event"}: the `level_losses`; `total` adds `kl` x the KL of the action
+        and event rows and columns towards the entity level's.
+        `gather` concatenates features and masks over processes before the hierarchy (identity in one process)."""
+        gather = gather or (lambda x: x)
+        text = gather(self.encode_text(text_ids, text_mask))
+        video = gather(self.encode_video(frames, video_mask))
+        losses, sims = self.level_losses(self.prepare_text(text, gather(text_mask)),
+                                         self.prepare_video(video, gather(video_mask)))
         entity = sims[0]
         # Raw similarities (no logit scale), and the entity level is not detached: it receives gradient too.
         inter = sum(softmax_kl(s.T, entity.T) + softmax_kl(s, entity) for s in sims[1:])

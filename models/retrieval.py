@@ -39,6 +39,8 @@ class RetrievalModel(nn.Module):
     """
 
     reference_prefixes = WTI_REFERENCE_PREFIXES
+    # Batch keys that training_losses takes, in order (the trainer reads them).
+    input_keys = ("text_ids", "text_mask", "video", "video_mask")
 
     def __init__(self, clip_config: ClipConfig, interaction: str = "wti", agg_module: str = "seqTransf",
                  num_hidden_layers: int = 4):

@@ -29,6 +29,8 @@ def entity_maps(model: nn.Module, text_ids, text_mask, frames, video_mask) -> tu
 class EstimatorTask(nn.Module):
     """A frozen retrieval model and the estimator it teaches; forward gives {"total": MSE} for the Trainer."""
 
+    input_keys = ("text_ids", "text_mask", "video", "video_mask")
+
     def __init__(self, retrieval: nn.Module, estimator: BanzhafEstimator, samples: int = 100,
                  definition: str = "reference"):
         super().__init__()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -78,7 +79,8 @@ class Selection:
 
 
 def summary(metrics: dict, keys: tuple[str, ...] = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR")) -> str:
-    shown = [k for k in keys if k in metrics] or list(metrics)[:6]
+    scalars = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+    shown = [k for k in keys if k in metrics] or scalars[:6]
     return " ".join(f"{k} {metrics[k]:.4g}" for k in shown)
 
 
@@ -128,12 +130,18 @@ class Trainer:
             self.end_epoch(epoch, metrics)
         return self.best
 
-    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+    def _losses(self, batch: dict, micro_step: int) -> dict[str, torch.Tensor]:
         device = self.dist.device
-        inputs = [batch[k].to(device, non_blocking=True) for k in ("text_ids", "text_mask", "video", "video_mask")]
+        inputs = [batch[k].to(device, non_blocking=True) for k in self.model.input_keys]
         gather = all_gather_with_grad if self.dist.world_size > 1 else None
-        with autocast_context(device, self.settings.precision):
-            return (self.ddp or self.model)(*inputs, gather=gather)
+        # Every process computes the loss of the whole gathered batch, so randomness after the gather (dropout,
+        # HBI's density jitter) must draw the same numbers on every process, and the same as one process would:
+        # the forward pass runs under a seed of (seed, step, micro-step) alone.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            seed = int(np.random.SeedSequence([self.settings.seed, self.step, micro_step]).generate_state(1)[0])
+            torch.manual_seed(seed)
+            with autocast_context(device, self.settings.precision):
+                return (self.ddp or self.model)(*inputs, gather=gather)
 
     def train_epoch(self, epoch: int) -> None:
         self.model.train()
@@ -145,7 +153,7 @@ class Trainer:
         skipped = torch.zeros((), dtype=torch.int64)
         for i, batch in enumerate(bar):
             skipped += batch["skipped_videos"].sum() if "skipped_videos" in batch else 0
-            losses = self._losses(batch)
+            losses = self._losses(batch, i % accum)
             self.scaler.scale(losses["total"] / accum).backward()
             if (i + 1) % accum:
                 continue

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from models.clip_adapter import ClipConfig, clip_config_from_state_dict, strip_clip_state_dict
 from models.hbi import HBIModel
-from models.retrieval import RetrievalModel
+from models.retrieval import RetrievalModel, rename_keys
+from models.vqa import HBIQAModel
 from models.weights import CheckpointError, read_state_dict, split_clip, summarise_keys
 
 log = logging.getLogger(__name__)
@@ -38,26 +40,48 @@ def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers
     - Repository checkpoint (`clip.*` keys, reference or own names): every weight the model needs must be there;
       keys the model does not use (another model's heads) are reported in the log and in `model.unused_keys`.
     """
+    return load_weights(path, lambda config: build_retrieval_model(config, model, agg_module, num_hidden_layers,
+                                                                   **hbi_options), f"model {model!r}")
+
+
+def load_qa_model(path: str | Path, num_answers: int, num_hidden_layers: int = 4, agg_module: str = "seqTransf",
+                  **options) -> HBIQAModel:
+    """`load_retrieval_model` for the VQA model; a checkpoint's classifiers must have `num_answers` outputs."""
+    def build(config: ClipConfig) -> HBIQAModel:
+        return HBIQAModel(config, num_answers, agg_module, num_hidden_layers, **options)
+    return load_weights(path, build, "the VQA model")
+
+
+def load_weights(path: str | Path, build: Callable[[ClipConfig], RetrievalModel], what: str) -> RetrievalModel:
+    """Reads a CLIP file or a repository checkpoint and builds the model (`build(config)`) its tensors fit."""
     state = read_state_dict(path)
     clip_state, rest = split_clip(state)
     try:
         config = clip_config_from_state_dict(clip_state)
     except KeyError as error:
         raise CheckpointError(f"{path}: {error.args[0]}") from None
-    net = build_retrieval_model(config, model, agg_module, num_hidden_layers, **hbi_options)
+    net = build(config)
     net.init_from_clip(strip_clip_state_dict(clip_state))
     net.unused_keys = []
     if rest:
+        _check_shapes(path, net, rest)
         missing, unexpected = net.load_reference_state_dict(rest)
         missing = [k for k in missing if not k.startswith("clip.")]
         if missing:
-            raise CheckpointError(f"{path}: checkpoint lacks weights model {model!r} needs: {', '.join(missing)}")
+            raise CheckpointError(f"{path}: checkpoint lacks weights {what} needs: {', '.join(missing)}")
         net.unused_keys = unexpected
         if unexpected:
-            log.warning("%s: %d keys not used by model %r: %s", path, len(unexpected), model,
-                        summarise_keys(unexpected))
+            log.warning("%s: %d keys not used by %s: %s", path, len(unexpected), what, summarise_keys(unexpected))
     return net
 
 
-__all__ = ["ClipConfig", "RetrievalModel", "HBIModel", "CheckpointError", "build_retrieval_model",
-           "load_retrieval_model"]
+def _check_shapes(path: str | Path, net: RetrievalModel, state: dict) -> None:
+    expected = net.reference_state_dict()
+    for key, value in rename_keys(state, net.reference_prefixes).items():
+        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects "
+                                  f"{tuple(expected[key].shape)}")
+
+
+__all__ = ["ClipConfig", "RetrievalModel", "HBIModel", "HBIQAModel", "CheckpointError", "build_retrieval_model",
+           "load_retrieval_model", "load_qa_model", "load_weights"]

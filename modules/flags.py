@@ -36,9 +36,13 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="hbi", choices=["hbi", "wti", "meanp", "meanmax"],
                    help="HBI (hierarchical Banzhaf interaction, the reference's model), or one level: weighted "
                         "token-wise, sentence vs mean frame, or token-wise with plain means")
+    add_backbone_flags(g, "ViT-B/32")
+
+
+def add_backbone_flags(g, base_encoder: str) -> None:
     g.add_argument("--agg_module", default="seqTransf", choices=["seqTransf", "meanP"])
     g.add_argument("--num_hidden_layers", type=int, default=4, help="layers of the temporal transformer")
-    g.add_argument("--base_encoder", default="ViT-B/32",
+    g.add_argument("--base_encoder", default=base_encoder,
                    help="CLIP name, resolved to pretrained/<name with / as ->.pt when --clip_path is not given")
     g.add_argument("--clip_path", default=None, help="OpenAI CLIP weights (.pt archive or state dict)")
     g.add_argument("--clip_arch", type=_json_dict, default=None,
@@ -47,18 +51,20 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init_model", default=None, help="a checkpoint of this repository or a released one")
 
 
-def add_hbi_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("HBI (--model hbi only)")
+def add_hbi_flags(p: argparse.ArgumentParser, title: str = "HBI (--model hbi only)", t_rate1: float = 0.5,
+                  v_rate1: float = 0.5, rate: tuple[float, float, float] = (1.0, 0.0, 0.0),
+                  rate_help: str = "weights of the entity, action and event similarities at evaluation") -> None:
+    g = p.add_argument_group(title)
     g.add_argument("--estimator", default=None,
                    help="Banzhaf-interaction estimator weights (banzhaf_estimator.py output or a released file)")
     g.add_argument("--kl", type=float, default=0.2, help="weight of the inter-level KL terms")
     g.add_argument("--skl", type=float, default=1.0, help="weight of the estimator distillation per level")
     g.add_argument("--t_rate0", type=float, default=0.25, help="words kept (as a fraction) at the action level")
-    g.add_argument("--t_rate1", type=float, default=0.5, help="words kept at the event level (of the action level)")
+    g.add_argument("--t_rate1", type=float, default=t_rate1, help="words kept at the event level (of the action level)")
     g.add_argument("--v_rate0", type=float, default=0.25, help="frames kept at the action level")
-    g.add_argument("--v_rate1", type=float, default=0.5, help="frames kept at the event level")
-    g.add_argument("--rate", type=float, nargs=3, default=[1.0, 0.0, 0.0], metavar=("ENTITY", "ACTION", "EVENT"),
-                   help="weights of the entity, action and event similarities at evaluation")
+    g.add_argument("--v_rate1", type=float, default=v_rate1, help="frames kept at the event level")
+    g.add_argument("--rate", type=float, nargs=3, default=list(rate), metavar=("ENTITY", "ACTION", "EVENT"),
+                   help=rate_help)
 
 
 HBI_FLAGS = ("kl", "skl", "t_rate0", "t_rate1", "v_rate0", "v_rate1", "rate")
@@ -75,8 +81,8 @@ def hbi_options(cfg: argparse.Namespace) -> dict:
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--do_train", type=int, default=0)
-    g.add_argument("--do_eval", type=int, default=0)
+    g.add_argument("--do_train", type=int, nargs="?", const=1, default=0, help="`--do_train` or `--do_train 1`")
+    g.add_argument("--do_eval", type=int, nargs="?", const=1, default=0, help="`--do_eval` or `--do_eval 1`")
     g.add_argument("--output_dir", default="outputs/run")
     g.add_argument("--epochs", type=int, default=5)
     g.add_argument("--batch_size", type=int, default=128, help="global batch over all processes")

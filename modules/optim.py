@@ -77,3 +77,24 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
     if not 0.0 <= warmup_proportion < 1.0:
         raise ValueError(f"warmup_proportion must be in [0, 1), got {warmup_proportion}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_proportion))
+
+
+# CLIP's output layers: trained whatever --freeze_layer_num says.
+_ALWAYS_TRAINED = ("ln_final.", "text_projection", "logit_scale", "visual.ln_post.", "visual.proj")
+
+
+def freeze_clip_layers(clip: nn.Module, freeze_layer_num: int) -> list[str]:
+    """The reference's `--freeze_layer_num N`: CLIP's transformer blocks below N and its embeddings (token,
+    position, patch, class, ln_pre) stop training; blocks from N up and the output layers train. -1 freezes
+    nothing. Returns the frozen parameter names."""
+    if freeze_layer_num < 0:
+        return []
+    frozen = []
+    for name, param in clip.named_parameters():
+        if name.startswith(_ALWAYS_TRAINED):
+            continue
+        if ".resblocks." in name and int(name.split(".resblocks.")[1].split(".")[0]) >= freeze_layer_num:
+            continue
+        param.requires_grad_(False)
+        frozen.append(name)
+    return frozen

@@ -14,10 +14,23 @@ def _stamp() -> str:
 
 
 def _number(value: Any) -> float | int:
-    """Plain number from a python/numpy/torch scalar, so the JSON line and TensorBoard agree."""
+    """Plain number from a python/numpy/torch scalar, so the JSON line and TensorBoard agree; None is NaN."""
+    if value is None:
+        return math.nan
     if hasattr(value, "item"):
         value = value.item()
     return value if isinstance(value, int) and not isinstance(value, bool) else float(value)
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested groups of metrics become `group/key` (e.g. VQA accuracies per answer type)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class RunLog:
@@ -51,7 +64,7 @@ class RunLog:
         """Record scalar `values` of `split` (e.g. train, val, test) at optimiser step `step`."""
         if not self.is_main:
             return
-        numbers = {key: _number(value) for key, value in values.items()}
+        numbers = {key: _number(value) for key, value in _flatten(values).items()}
         record = {"time": round(time.time(), 3), "step": int(step), "split": split, **numbers}
         if self._jsonl is not None:
             # NaN/inf are not JSON; null keeps the line parseable by any reader.

@@ -18,8 +18,9 @@ class BanzhafEstimator(nn.Module):
     def __init__(self, planes: int = 64):
         super().__init__()
         self.cnn1 = nn.Conv2d(1, planes, kernel_size=3, padding=1)
-        # The reference builds a BatchNorm but never applies it; it stays so that its checkpoints load unchanged.
-        self.bn = nn.BatchNorm2d(planes)
+        # The reference builds a BatchNorm but never applies it; it stays so that its checkpoints load unchanged,
+        # frozen, so that multi-process training (DDP) does not wait for gradients it never gets.
+        self.bn = nn.BatchNorm2d(planes).requires_grad_(False)
         self.cnn2 = nn.Conv2d(planes, 1, kernel_size=3, padding=1)
         self.Q = nn.Parameter(torch.empty(planes, planes))
         self.K = nn.Parameter(torch.empty(planes, planes))

@@ -90,6 +90,8 @@ class HBIModel(RetrievalModel):
         self.merged_heads = nn.ModuleList([TokenInteraction(width, mask_weights=False) for _ in range(2)])
         self.merged_heads.apply(init_reference_weights)
         self.students = nn.ModuleList([BanzhafEstimator(ESTIMATOR_PLANES) for _ in LEVELS])
+        if not skl:  # no distillation: the students take no part in the loss (DDP must not wait for them)
+            self.students.requires_grad_(False)
         self.teacher = BanzhafEstimator(ESTIMATOR_PLANES).requires_grad_(False)
 
     @property

@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
 
 @dataclass
@@ -150,6 +152,32 @@ def shard_indices(n: int, rank: int, world_size: int) -> range:
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
+
+
+class GlobalBatchSampler(Sampler[int]):
+    """Training order for one process: the dataset shuffled per epoch (torch.randperm seeded with seed + epoch, as
+    DistributedSampler), cut into global batches (incomplete last one dropped), of which this rank takes the
+    rank-th contiguous slice. Gathering the ranks' batches in rank order then gives back the one-process batch in
+    the same row order, so row-wise randomness such as dropout masks lines up whatever the number of processes.
+    Use with DataLoader(batch_size=global_batch // world_size)."""
+
+    def __init__(self, num_items: int, global_batch: int, rank: int, world_size: int, seed: int = 0):
+        if global_batch % world_size:
+            raise ValueError(f"global batch {global_batch} is not divisible by {world_size} processes")
+        self.num_items, self.global_batch, self.seed, self.epoch = num_items, global_batch, seed, 0
+        self.local = global_batch // world_size
+        self.offset = rank * self.local
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        for start in range(0, self.num_items - self.global_batch + 1, self.global_batch):
+            yield from order[start + self.offset:start + self.offset + self.local].tolist()
+
+    def __len__(self) -> int:
+        return (self.num_items // self.global_batch) * self.local
 
 
 def barrier() -> None:

@@ -10,11 +10,12 @@ from typing import Callable
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from modules.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from modules.distributed import DistInfo, all_gather_with_grad, barrier, gather_rows, worker_init_fn
+from modules.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier, gather_rows,
+                                 worker_init_fn)
 from modules.evaluation import autocast_context
 from modules.losses import MAX_LOGIT_SCALE
 from modules.optim import build_scheduler, param_groups
@@ -50,13 +51,12 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader:
-    """Shuffled, seeded and sharded the same way for any number of processes: the global batch of a step holds
-    the same captions whether it is split over one process or several. Workers are not persistent, so the
-    dataset's `set_epoch` (new augmentation draws) reaches them every epoch."""
+    """Shuffled, seeded and sharded so that the ranks' batches of a step, gathered in rank order, are the
+    one-process batch in the same order (`GlobalBatchSampler`). Workers are not persistent, so the dataset's
+    `set_epoch` (new augmentation draws) reaches them every epoch."""
     if settings.batch_size % dist.world_size:
         raise SystemExit(f"--batch_size {settings.batch_size} must be divisible by the {dist.world_size} processes")
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
-                                 seed=settings.seed, drop_last=True)
+    sampler = GlobalBatchSampler(len(dataset), settings.batch_size, dist.rank, dist.world_size, settings.seed)
     return DataLoader(dataset, batch_size=settings.batch_size // dist.world_size, sampler=sampler,
                       num_workers=settings.workers, pin_memory=dist.device.type == "cuda", drop_last=True,
                       worker_init_fn=worker_init_fn,

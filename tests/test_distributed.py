@@ -123,3 +123,18 @@ def test_shard_indices_cover_in_order(n: int, world_size: int) -> None:
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
     with pytest.raises(ValueError):
         shard_indices(n, world_size, world_size)
+
+
+def test_global_batches_gathered_in_rank_order_equal_one_process():
+    from modules.distributed import GlobalBatchSampler
+
+    one = list(GlobalBatchSampler(30, 8, rank=0, world_size=1, seed=5))
+    shards = [list(GlobalBatchSampler(30, 8, rank=r, world_size=2, seed=5)) for r in range(2)]
+    assert len(one) == 24 and all(len(s) == 12 for s in shards)  # 3 full batches of 8; 6 items dropped
+    gathered = [shards[0][i:i + 4] + shards[1][i:i + 4] for i in range(0, 12, 4)]
+    assert sum(gathered, []) == one and len(set(one)) == 24
+    # The same permutation as DistributedSampler (seed + epoch), and a new one each epoch.
+    assert one == torch.randperm(30, generator=torch.Generator().manual_seed(5)).tolist()[:24]
+    sampler = GlobalBatchSampler(30, 8, rank=0, world_size=1, seed=5)
+    sampler.set_epoch(1)
+    assert list(sampler) != one

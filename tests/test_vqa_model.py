@@ -162,3 +162,16 @@ def test_freeze_layer_num_follows_the_reference():
     frozen_one = set(freeze_clip_layers(model().clip, 1))
     assert "transformer.resblocks.0.attn.in_proj_weight" in frozen_one
     assert freeze_clip_layers(model().clip, -1) == []
+
+
+@pytest.mark.parametrize("skl", [0.0, 1.0])
+@pytest.mark.parametrize("qa", [True, False])
+def test_every_trainable_parameter_gets_a_gradient(qa, skl):
+    """DDP stops on parameters that take no part in the loss; HBI retrieval and VQA must have none."""
+    from models.hbi import HBIModel
+
+    torch.manual_seed(0)
+    net = model(skl=skl) if qa else HBIModel(CONFIG, num_hidden_layers=1, skl=skl)
+    args = inputs()
+    net.train()(*(args if qa else args[:4]))["total"].backward()
+    assert [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None] == []

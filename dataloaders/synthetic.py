@@ -89,7 +89,7 @@ def _write_mp4(path: Path, video: np.ndarray, fps: int) -> None:
     writer.release()
 
 
-def _plan(num_train: int, num_test: int, seed: int) -> list[tuple[str, str, str, str]]:
+def clip_plan(num_train: int, num_test: int, seed: int) -> list[tuple[str, str, str, str]]:
     """(video_id, split, ...combo) for every clip: training cycles through shuffled combos, test ones are distinct."""
     rng = np.random.default_rng([seed, 0])
     cycles = math.ceil(num_train / len(COMBOS))
@@ -133,7 +133,7 @@ def generate_demo_data(root: str | Path, num_train: int = 600, num_test: int = 6
         return {**meta, "root": str(root), "reused": True}
     (root / "videos").mkdir(parents=True, exist_ok=True)
     (root / "demo_meta.json").unlink(missing_ok=True)  # marks the folder incomplete until the end
-    plan = _plan(num_train, num_test, seed)
+    plan = clip_plan(num_train, num_test, seed)
     videos, sentences, test_rows = [], [], []
     for i, (vid, split, colour, shape, motion) in enumerate(tqdm(plan, desc="demo clips", unit="clip")):
         video = render_clip(colour, shape, motion, frames, size, np.random.default_rng([seed, 1, i]))

@@ -15,12 +15,12 @@ TOP_K = (1, 5)
 def _accuracies(hits: dict[int, np.ndarray], in_vocab: np.ndarray, rows: np.ndarray) -> dict:
     """Accuracies (%) of the questions in `rows` ((N,) bool) under both protocols; None where nothing is counted."""
     n, n_ref = int(rows.sum()), int((rows & in_vocab).sum())
-    out: dict = {"num_test": n, "num_test_reference": n_ref}
+    out: dict = {}
     for k, hit in hits.items():
         correct = int((hit & rows).sum())  # hits are already False for out-of-vocabulary questions
         out[f"acc_top{k}"] = 100.0 * correct / n if n else None
         out[f"acc_top{k}_reference"] = 100.0 * correct / n_ref if n_ref else None
-    return out
+    return {**out, "num_test": n, "num_test_reference": n_ref}  # accuracies first: epoch logs show the first few
 
 
 def _check(topk: np.ndarray, labels: np.ndarray, answer_types: list[str]) -> None:

@@ -55,7 +55,7 @@ def _add_published_command_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("accepted so the published commands run; each names the only behaviour there is")
     g.add_argument("--expand_msrvtt_sentences", action="store_true",
                    help="one sample per question (always so here)")
-    g.add_argument("--loose_type", action="store_true", help="answers from the pooled levels (always so here)")
+    g.add_argument("--loose_type", action="store_true", help="no effect in the reference's QA model either")
     g.add_argument("--linear_patch", default="2d", choices=["2d"], help="CLIP's 2-D patch embedding")
     g.add_argument("--datatype", default="msrvtt", choices=["msrvtt"], help="MSRVTT-QA jsonl format")
 

@@ -115,9 +115,15 @@ def main(argv: list[str] | None = None) -> dict | None:
         log.info(f"best t2v_R1 {best['t2v_R1']:.1f} at epoch {best['epoch']}")
     if cfg.do_eval:
         metrics = evaluator(model)
+    return finish_run(dist, log, metrics, metrics_table)
+
+
+def finish_run(dist: DistInfo, log: RunLog, metrics: dict | None, table) -> dict | None:
+    """On the main process: test metrics into the log, `table(metrics)` printed, then the metrics as the last
+    line (JSON). Closes the log and the process group."""
     if dist.is_main and metrics is not None:
         log.metrics(-1, "test", metrics)
-        print(metrics_table(metrics))
+        print(table(metrics))
         print(json.dumps(metrics))
     log.close()
     cleanup()

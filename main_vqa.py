@@ -10,19 +10,18 @@ the vocabulary is wrong) and the reference's (such questions dropped). The last 
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from dataloaders import ClipTokenizer
 from dataloaders.msrvtt_qa import build_qa_dataset, load_answer_vocab, load_questions, majority_label
 from dataloaders.synthetic_qa import generate_demo_qa
-from main_retrieval import clip_weights_path, start_run
+from main_retrieval import clip_weights_path, finish_run, start_run
 from models import HBIQAModel, load_qa_model
 from models.clip_adapter import ClipConfig
 from models.weights import read_state_dict
 from modules.config import parse_with_config
-from modules.distributed import DistInfo, barrier, cleanup
+from modules.distributed import DistInfo, barrier
 from modules.optim import freeze_clip_layers
 from modules.run_log import RunLog
 from modules.trainer import Selection, Trainer, TrainSettings
@@ -116,13 +115,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         train(cfg, model, vocab, dist, log, output_dir, evaluate_val)
     test_csv = cfg.test_csv or cfg.val_csv
     metrics = make_evaluator(cfg, test_csv, "test", vocab, majority, dist, image_size, output_dir)(model)
-    if dist.is_main:
-        log.metrics(-1, "test", metrics)
-        print(qa_table(metrics))
-        print(json.dumps(metrics))
-    log.close()
-    cleanup()
-    return metrics
+    return finish_run(dist, log, metrics, qa_table)
 
 
 if __name__ == "__main__":

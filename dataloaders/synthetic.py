@@ -154,8 +154,9 @@ def generate_demo_data(root: str | Path, num_train: int = 600, num_test: int = 6
     return {**meta, "root": str(root), "reused": False}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Write the synthetic MSR-VTT-format demo data set.")
+def clip_parser(description: str) -> argparse.ArgumentParser:
+    """The demo clip flags (`generate_demo_data`'s parameters), shared with the synthetic questions' CLI."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", required=True, help="output folder, e.g. data/demo")
     parser.add_argument("--num_train", type=int, default=600)
     parser.add_argument("--num_test", type=int, default=60)
@@ -163,7 +164,11 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = clip_parser("Write the synthetic MSR-VTT-format demo data set.").parse_args()
     info = generate_demo_data(args.root, args.num_train, args.num_test, args.frames, args.fps, args.size, args.seed)
     state = "already complete" if info["reused"] else "written"
     print(f"demo data {state} at {info['root']}: {info['num_train']} train / {info['num_test']} test clips")

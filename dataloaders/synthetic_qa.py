@@ -8,11 +8,10 @@ Usage: python -m dataloaders.synthetic_qa --root data/demo
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from .synthetic import clip_plan, generate_demo_data
+from .synthetic import clip_parser, clip_plan, generate_demo_data
 
 ANSWER_TYPES = ("colour", "shape", "motion")
 
@@ -64,15 +63,7 @@ def generate_demo_qa(root: str | Path, num_train: int = 600, num_test: int = 60,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write synthetic MSRVTT-QA-format questions over the demo clips.")
-    parser.add_argument("--root", required=True, help="demo data folder, e.g. data/demo")
-    parser.add_argument("--num_train", type=int, default=600)
-    parser.add_argument("--num_test", type=int, default=60)
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--fps", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = clip_parser("Write synthetic MSRVTT-QA-format questions over the demo clips.").parse_args()
     info = generate_demo_qa(args.root, args.num_train, args.num_test, args.frames, args.fps, args.size, args.seed)
     print(f"demo questions at {info['root']}/qa: {info['num_train']} train / {info['num_test']} test, "
           f"{info['num_answers']} answers")

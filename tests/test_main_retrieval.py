@@ -38,11 +38,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(args: list[str], processes: int) -> subprocess.CompletedProcess:
+def run(args: list[str], processes: int, script: str = "main_retrieval.py") -> subprocess.CompletedProcess:
+    """The script in a subprocess: plain python for one process, torch.distributed.run (gloo) for more."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                 f"--master_port={free_port()}"] if processes > 1 else [sys.executable]
-    result = subprocess.run([*launcher, str(ROOT / "main_retrieval.py"), *args], cwd=ROOT, env=env,
+    result = subprocess.run([*launcher, str(ROOT / script), *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result

@@ -1,14 +1,13 @@
 """End to end: main_vqa.py on tiny synthetic questions, 1 vs 2 processes, evaluation of a saved checkpoint."""
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import main_vqa
+from tests.test_main_retrieval import run as run_script
 from dataloaders import DataError
 from modules.config import parse_with_config
 from modules.vqa_flags import vqa_parser
@@ -47,15 +46,7 @@ def argv(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def run(args: list[str], processes: int) -> subprocess.CompletedProcess:
-    from tests.test_main_retrieval import free_port
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                f"--master_port={free_port()}"] if processes > 1 else [sys.executable]
-    result = subprocess.run([*launcher, str(ROOT / "main_vqa.py"), *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return run_script(args, processes, "main_vqa.py")
 
 
 def answers(run_dir: Path) -> list[dict]:

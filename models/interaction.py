@@ -102,8 +102,8 @@ def length_bucketed_scores(text: Tokens, video: Tokens, weighted: bool, video_gr
         rows = max(1, _BLOCK_ELEMENTS // max(1, len(group) * frames.feats.shape[1] * text.feats.shape[1]))
         for chunk in text_len.argsort().split(rows):
             words = _trimmed(text, chunk, int(text_len[chunk].max()))
-            out[chunk[:, None], group[None, :]] = _wti_block(words, frames, weighted, text_padded[chunk],
-                                                             video_padded[group])
+            block = _wti_block(words, frames, weighted, text_padded[chunk], video_padded[group])
+            out[chunk[:, None], group[None, :]] = block.to(out.dtype)  # autocast gives half-precision blocks
     return out
 
 

@@ -76,3 +76,16 @@ def test_scoring_on_real_tokens_only_equals_the_padded_reference(monkeypatch):
         ours = head.score(head.prepare_text(*text), head.prepare_video(*video))
         reference = reference_wti(head, text[0], text[1], video[0], video[1])
     torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)
+
+
+def test_scores_under_autocast_match_fp32():
+    """--precision amp_bf16 / amp_fp16: half-precision blocks are written into the float32 score matrix."""
+    torch.manual_seed(0)
+    head = TokenInteraction(16)
+    text, video = items(7, 9, seed=1), items(5, 6, seed=2)
+    with torch.no_grad():
+        full = head.score(head.prepare_text(*text), head.prepare_video(*video))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = head.score(head.prepare_text(*text), head.prepare_video(*video))
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, atol=3e-2, rtol=0)

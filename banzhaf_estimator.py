@@ -10,13 +10,11 @@ is a JSON object with the held-out metrics of the last epoch.
 """
 from __future__ import annotations
 
-import json
 import sys
 
-from main_retrieval import build_model, datasets, start_run
+from main_retrieval import build_model, datasets, finish_run, start_run
 from models.estimator import BanzhafEstimator
 from modules.config import parse_with_config
-from modules.distributed import cleanup
 from modules.estimator_training import EstimatorTask, evaluate_estimator
 from modules.flags import retrieval_parser
 from modules.trainer import Selection, Trainer, TrainSettings
@@ -56,11 +54,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                       Selection("mse", higher_is_better=False))
     best = trainer.fit()
     log.info(f"best held-out mse {best['mse']:.4g} at epoch {best['epoch']}")
-    if dist.is_main:
-        print(json.dumps(last))
-    log.close()
-    cleanup()
-    return last
+    return finish_run(dist, log, last)
 
 
 if __name__ == "__main__":

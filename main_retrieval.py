@@ -118,12 +118,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     return finish_run(dist, log, metrics, metrics_table)
 
 
-def finish_run(dist: DistInfo, log: RunLog, metrics: dict | None, table) -> dict | None:
-    """On the main process: test metrics into the log, `table(metrics)` printed, then the metrics as the last
-    line (JSON). Closes the log and the process group."""
+def finish_run(dist: DistInfo, log: RunLog, metrics: dict | None, table=None) -> dict | None:
+    """On the main process: final metrics into the log, `table(metrics)` printed (when given), then the metrics
+    as the last line (JSON). Closes the log and the process group."""
     if dist.is_main and metrics is not None:
         log.metrics(-1, "test", metrics)
-        print(table(metrics))
+        if table is not None:
+            print(table(metrics))
         print(json.dumps(metrics))
     log.close()
     cleanup()

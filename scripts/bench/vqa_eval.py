@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.clip_adapter import ClipConfig  # noqa: E402
 from models.vqa import HBIQAModel  # noqa: E402
+from scripts.bench.eval_sims import timed  # noqa: E402
 
 
 def plain(model: HBIQAModel, ids, mask, frames, video_mask, owner, batch: int) -> torch.Tensor:
@@ -45,12 +45,6 @@ def once_per_video(model: HBIQAModel, ids, mask, frames, video_mask, owner, batc
         out.append(model.answer_logits(model.merge_levels(text, mask[i:i + batch], "text"), mask[i:i + batch],
                                        tuple(level[rows] for level in levels), video_mask[rows]))
     return torch.cat(out)
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import sys
 
 from main_retrieval import build_model, datasets, finish_run, start_run
-from models.estimator import BanzhafEstimator
-from modules.config import parse_with_config
-from modules.estimator_training import EstimatorTask, evaluate_estimator
-from modules.flags import retrieval_parser
-from modules.trainer import Selection, Trainer, TrainSettings
+from models.text_video.estimator import BanzhafEstimator
+from modules.engine.config import parse_with_config
+from modules.estimator import EstimatorTask, evaluate_estimator
+from modules.engine.flags import retrieval_parser
+from modules.engine.trainer import Selection, Trainer, TrainSettings
 
 
 def estimator_parser():

@@ -14,15 +14,16 @@ from pathlib import Path
 
 import torch
 
-from dataloaders import ClipTokenizer, build_dataset
-from models import build_retrieval_model, load_retrieval_model
-from models.clip_adapter import ClipConfig
-from modules.config import parse_with_config, save_config
-from modules.distributed import DistInfo, cleanup, init_distributed, seed_everything
-from modules.evaluation import evaluate
-from modules.flags import hbi_options, retrieval_parser
-from modules.run_log import RunLog
-from modules.trainer import Trainer, TrainSettings
+from dataloaders.tokenizer import ClipTokenizer
+from dataloaders.text_video import build_dataset
+from models.text_video import build_retrieval_model, load_retrieval_model
+from models.clip.adapter import ClipConfig
+from modules.engine.config import parse_with_config, save_config
+from modules.engine.distributed import DistInfo, cleanup, init_distributed, seed_everything
+from modules.evaluation.retrieval import evaluate
+from modules.engine.flags import hbi_options, retrieval_parser
+from modules.engine.run_log import RunLog
+from modules.engine.trainer import Trainer, TrainSettings
 
 
 def clip_weights_path(cfg) -> Path:

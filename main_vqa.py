@@ -13,21 +13,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dataloaders import ClipTokenizer
-from dataloaders.msrvtt_qa import build_qa_dataset, load_answer_vocab, load_questions, majority_label
-from dataloaders.synthetic_qa import generate_demo_qa
+from dataloaders.tokenizer import ClipTokenizer
+from dataloaders.qa.msrvtt_qa import build_qa_dataset, load_answer_vocab, load_questions, majority_label
+from dataloaders.synthetic.qa import generate_demo_qa
 from main_retrieval import clip_weights_path, finish_run, start_run
-from models import HBIQAModel, load_qa_model
-from models.clip_adapter import ClipConfig
+from models.vqa import HBIQAModel, load_qa_model
+from models.clip.adapter import ClipConfig
 from models.weights import read_state_dict
-from modules.config import parse_with_config
-from modules.distributed import DistInfo, barrier
-from modules.optim import freeze_clip_layers
-from modules.run_log import RunLog
-from modules.trainer import Selection, Trainer, TrainSettings
-from modules.vqa_evaluation import evaluate_qa
-from modules.vqa_flags import qa_model_options, vqa_parser
-from modules.vqa_metrics import qa_table
+from modules.engine.config import parse_with_config
+from modules.engine.distributed import DistInfo, barrier
+from modules.engine.optim import freeze_clip_layers
+from modules.engine.run_log import RunLog
+from modules.engine.trainer import Selection, Trainer, TrainSettings
+from modules.evaluation.qa import evaluate_qa
+from modules.vqa import qa_model_options, vqa_parser
+from modules.evaluation.qa_metrics import qa_table
 
 
 def build_model(cfg, num_answers: int) -> HBIQAModel:

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from main_retrieval import build_model, datasets, metrics_table
-from modules.checkpoint import atomic_write
-from modules.config import parse_with_config
-from modules.distributed import DistInfo, cleanup, init_distributed, seed_everything
-from modules.evaluation import encode_items, evaluate, shard_loader, similarity_matrix
-from modules.flags import retrieval_parser
+from modules.engine.checkpoint import atomic_write
+from modules.engine.config import parse_with_config
+from modules.engine.distributed import DistInfo, cleanup, init_distributed, seed_everything
+from modules.evaluation.retrieval import encode_items, evaluate, shard_loader, similarity_matrix
+from modules.engine.flags import retrieval_parser
 from modules.qbnorm import load_sims
 from test_qb_norm import load_text_to_video, markdown_table, score
 

@@ -19,8 +19,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from modules.checkpoint import atomic_write
-from modules.metrics import geometric_mean, retrieval_metrics, v2t_metrics
+from modules.engine.checkpoint import atomic_write
+from modules.evaluation.metrics import geometric_mean, retrieval_metrics, v2t_metrics
 from modules.qbnorm import MODES, WEIGHTED_MODES, load_sims, qb_norm, qb_norm_weighted
 
 COLUMNS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GM")

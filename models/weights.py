@@ -60,3 +60,15 @@ def summarise_keys(keys: list[str], limit: int = 12) -> str:
     parts = [f"{head}.* ({n})" if n > 1 else head for head, n in groups.items()]
     more = f", ... {len(parts) - limit} more groups" if len(parts) > limit else ""
     return ", ".join(parts[:limit]) + more
+
+
+def rename_keys(state_dict: dict, prefixes: dict[str, str]) -> dict:
+    """Renames keys by prefix (first match wins); keys with no matching prefix are kept as they are."""
+    out = {}
+    for key, value in state_dict.items():
+        for old, new in prefixes.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out

@@ -1,6 +1,6 @@
 """Look inside HBI: frames, words, and per level the token similarity map and the estimated Banzhaf interaction.
 
-    python scripts/visualize.py --init_model outputs/demo_hbi/pytorch_model.bin.best --num_hidden_layers 1 \
+    python -m scripts.visualize --init_model outputs/demo_hbi/pytorch_model.bin.best --num_hidden_layers 1 \
         --video data/demo/videos/video600.mp4 --caption "a green circle moves upward" --out figure.png
 
 Action- and event-level tokens are clusters of words or frames; their axes are labelled by cluster number.
@@ -14,15 +14,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataloaders import ClipTokenizer  # noqa: E402
-from dataloaders.transforms import frames_to_tensor, pad_frames  # noqa: E402
-from dataloaders.video_reader import read_frames  # noqa: E402
-from models import load_retrieval_model  # noqa: E402
+from dataloaders.tokenizer import ClipTokenizer
+from dataloaders.video.transforms import frames_to_tensor, pad_frames
+from dataloaders.video.reader import read_frames
+from models.text_video import load_retrieval_model
 
 LEVELS = ("entity", "action", "event")
 

@@ -1,16 +1,11 @@
 """Shared fixtures: paths to ../shared (golden vectors, real annotation files)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-SHARED = ROOT.parent / "shared"
+from tests.helpers import SHARED
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +27,7 @@ def real_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """16 training and 8 test clips of the synthetic demo data, 32x32 pixels."""
-    from dataloaders.synthetic import generate_demo_data
+    from dataloaders.synthetic.clips import generate_demo_data
 
     root = tmp_path_factory.mktemp("demo")
     generate_demo_data(root, num_train=16, num_test=8, frames=8, fps=8, size=32, seed=0)

@@ -2,8 +2,8 @@
 import torch
 
 import banzhaf_estimator
-from models.estimator import BanzhafEstimator
-from tests.test_main_retrieval import argv
+from models.text_video.estimator import BanzhafEstimator
+from tests.helpers import argv
 
 
 def test_trains_estimator_and_reports_held_out_metrics(tiny_demo, tmp_path):

@@ -1,8 +1,6 @@
 """End to end: main_retrieval.py on tiny synthetic data, 1 vs 2 processes, resume, bad input."""
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,42 +9,15 @@ import pytest
 import torch
 
 import main_retrieval
-from dataloaders import DataError
-from models import CheckpointError
+from dataloaders.errors import DataError
+from models.weights import CheckpointError
+from tests.helpers import ROOT, argv, run
 
-ROOT = Path(__file__).resolve().parents[1]
-ARCH = ('{"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 64, "vision_layers": 1, '
-        '"context_length": 16, "vocab_size": 49408, "text_width": 64, "text_layers": 1}')
 
 
 @pytest.fixture(scope="module")
 def data(tiny_demo) -> Path:
     return tiny_demo
-
-
-def argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--do_train", "1", "--do_eval", "1", "--model", "wti", "--datatype", "msrvtt", "--anno_path", str(data),
-            "--video_path", str(data / "videos"), "--output_dir", str(out), "--clip_arch", ARCH,
-            "--num_hidden_layers", "1", "--max_words", "12", "--max_frames", "4", "--video_framerate", "4",
-            "--batch_size", "8", "--batch_size_val", "3", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "1",
-            "--workers", "0", "--n_display", "2", "--seed", "3", "--device", "cpu", *extra]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(args: list[str], processes: int, script: str = "main_retrieval.py") -> subprocess.CompletedProcess:
-    """The script in a subprocess: plain python for one process, torch.distributed.run (gloo) for more."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                f"--master_port={free_port()}"] if processes > 1 else [sys.executable]
-    result = subprocess.run([*launcher, str(ROOT / script), *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 @pytest.mark.slow
@@ -131,7 +102,7 @@ def test_training_skips_bad_videos_only_when_asked_and_counts_them(data, tmp_pat
 
 
 def test_hbi_trains_with_an_estimator_and_evaluates_three_levels(data, tmp_path):
-    from models.estimator import BanzhafEstimator
+    from models.text_video.estimator import BanzhafEstimator
 
     torch.manual_seed(0)
     estimator = tmp_path / "estimator.bin"

@@ -7,19 +7,18 @@ import pytest
 import torch
 
 import main_vqa
-from tests.test_main_retrieval import run as run_script
-from dataloaders import DataError
-from modules.config import parse_with_config
-from modules.vqa_flags import vqa_parser
+from tests.helpers import ROOT, run as run_script
+from dataloaders.errors import DataError
+from modules.engine.config import parse_with_config
+from modules.vqa import vqa_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 ARCH = ('{"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 64, "vision_layers": 1, '
         '"context_length": 16, "vocab_size": 49408, "text_width": 64, "text_layers": 1}')
 
 
 @pytest.fixture(scope="module")
 def qa_data(tmp_path_factory) -> Path:
-    from dataloaders.synthetic_qa import generate_demo_qa
+    from dataloaders.synthetic.qa import generate_demo_qa
 
     root = tmp_path_factory.mktemp("demo_qa")
     generate_demo_qa(root, num_train=16, num_test=8, frames=8, fps=8, size=32, seed=0)
@@ -28,7 +27,7 @@ def qa_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def estimator(tmp_path_factory) -> Path:
-    from models.estimator import BanzhafEstimator
+    from models.text_video.estimator import BanzhafEstimator
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("estimator") / "estimator.bin"

@@ -11,12 +11,10 @@ import torch
 
 import test_qb_norm
 from main_retrieval import build_model
-from modules.config import parse_with_config
-from modules.flags import retrieval_parser
-from tests.test_main_retrieval import argv
-from tests.test_test_py import load_test_entry
+from modules.engine.config import parse_with_config
+from modules.engine.flags import retrieval_parser
+from tests.helpers import ROOT, argv, load_test_entry
 
-ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("R1", "R5", "R10", "MdR", "MnR")
 
 

@@ -10,18 +10,9 @@ import numpy as np
 import pytest
 
 import main_retrieval
-from modules.evaluation import compute_metrics
-from tests.test_main_retrieval import argv
+from modules.evaluation.retrieval import compute_metrics
+from tests.helpers import ROOT, argv, load_test_entry
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_test_entry() -> ModuleType:
-    """test.py as a module (the name `test` is taken by the standard library)."""
-    spec = importlib.util.spec_from_file_location("test_entry", ROOT / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_tiny(data: Path, out: Path) -> tuple[Path, dict]:

@@ -1,14 +1,9 @@
 """scripts/visualize.py writes the HBI figure for a checkpoint, a video and a caption."""
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import visualize  # noqa: E402
-
-from models import build_retrieval_model  # noqa: E402
-from models.clip_adapter import ClipConfig  # noqa: E402
+from models.clip.adapter import ClipConfig
+from models.text_video import build_retrieval_model
+from scripts import visualize
 
 TINY = ClipConfig(embed_dim=64, image_size=32, patch_size=16, vision_width=64, vision_layers=1,
                   context_length=16, vocab_size=49408, text_width=64, text_layers=1)

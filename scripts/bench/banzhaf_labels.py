@@ -9,7 +9,7 @@ threads on some machines, so each side runs with whichever thread count is faste
 Agreement is checked per cell with a z-score: (plain - batched) / standard error, where the batched
 side uses --check-factor times more samples (so it is nearly exact) and the standard error comes from the
 plain loop's per-sample spread.
-Usage: python scripts/bench/banzhaf_labels.py [--maps 32] [--words 24] [--frames 12] [--samples 100]
+Usage: python -m scripts.bench.banzhaf_labels [--maps 32] [--words 24] [--frames 12] [--samples 100]
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from modules.banzhaf import SCALE, banzhaf_labels  # noqa: E402
+from modules.banzhaf import SCALE, banzhaf_labels
 
 
 def make_inputs(maps: int, words: int, frames: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -4,7 +4,7 @@ Measured in one run on the same generated files:
   (a) decord through read_frames (file opened once, one get_batch call),
   (b) plain OpenCV seeking to every sampled frame (the reference's cv2 extractor pattern),
   (c) read_frames' OpenCV backend (grab() across short gaps, seek across long ones), for reference.
-Usage: python scripts/bench/decode.py [--clips 16] [--repeat 3] [--codec h264|mp4v]
+Usage: python -m scripts.bench.decode [--clips 16] [--repeat 3] [--codec h264|mp4v]
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dataloaders.video_reader import decord, read_frames, sample_positions  # noqa: E402
+from dataloaders.video.reader import decord, read_frames, sample_positions
 
 SECONDS, FPS, WIDTH, HEIGHT = 10, 30, 320, 240
 FRAMERATE, MAX_FRAMES = 1.0, 12

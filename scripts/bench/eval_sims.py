@@ -6,7 +6,7 @@ blocks of captions x videos that computes the similarity of each block from scra
 work every time (WTI: the reference's formula as written there; HBI: `HBIModel.similarity` per block, merging
 included). Both run in the same process; the script prints both times, the ratio and the largest difference.
 
-    python scripts/bench/eval_sims.py [--model wti|hbi --rate 1 1 1 --texts 1000 --videos 1000 --words 32
+    python -m scripts.bench.eval_sims [--model wti|hbi --rate 1 1 1 --texts 1000 --videos 1000 --words 32
                                        --frames 12 --dim 512]
 """
 from __future__ import annotations
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from models.clip_adapter import ClipConfig  # noqa: E402
-from models.hbi import HBIModel  # noqa: E402
-from models.interaction import TokenInteraction  # noqa: E402
+from models.clip.adapter import ClipConfig
+from models.text_video.hbi import HBIModel
+from models.text_video.interaction import TokenInteraction
 
 
 def random_items(n: int, length: int, dim: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@
    and equal values (the log of the dense ratio) where finite; prints the ratio of the times.
 The temporary files are removed at the end.
 
-    python scripts/bench/qbnorm.py [--bank-rows 200000 --test-rows 10000 --gallery 10000 --dense-rows 20000]
+    python -m scripts.bench.qbnorm [--bank-rows 200000 --test-rows 10000 --gallery 10000 --dense-rows 20000]
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from modules.qbnorm import qb_norm  # noqa: E402
+from modules.qbnorm import qb_norm
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WRITE_ROWS = 8192
 
@@ -136,9 +137,9 @@ def main() -> None:
         print(f"wrote {args.bank_rows} x {args.gallery} + {args.test_rows} x {args.gallery} float16 "
               f"({(args.bank_rows + args.test_rows) * args.gallery * 2 / 1e9:.1f} GB) in "
               f"{time.perf_counter() - start:.1f} s")
-        cmd = [sys.executable, __file__, "--worker", str(bank_path), str(test_path), "--k", str(args.k),
+        cmd = [sys.executable, "-m", "scripts.bench.qbnorm", "--worker", str(bank_path), str(test_path), "--k", str(args.k),
                "--beta", str(args.beta), "--chunk-rows", str(args.chunk_rows)]
-        full = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        full = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout.splitlines()[-1])
         print(f"full size, streamed from the memmap: {full['seconds']:.1f} s, peak RSS {full['peak_rss_gb']:.2f} GB "
               f"(limit {args.limit_gb} GB), {full['rescored_rows']} of {args.test_rows} rows rescored")
         compare(bank_path, test_path, min(args.dense_rows, args.bank_rows), args.k, args.beta, args.chunk_rows)

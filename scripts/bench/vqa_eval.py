@@ -6,8 +6,8 @@ videos encoded and merged once, their tokens indexed for their questions. Frames
 so decoding, which the plain path also repeats per question, is not counted. Prints both times, the ratio and the
 largest logit difference.
 
-    python scripts/bench/vqa_eval.py [--videos 8 --questions_per_video 24 --frames 12 --width 256 --layers 4]
-    python scripts/bench/vqa_eval.py --videos 2 --width 512 --vision_width 768 --layers 12 --image_size 224  # B/16
+    python -m scripts.bench.vqa_eval [--videos 8 --questions_per_video 24 --frames 12 --width 256 --layers 4]
+    python -m scripts.bench.vqa_eval --videos 2 --width 512 --vision_width 768 --layers 12 --image_size 224  # B/16
 """
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from models.clip_adapter import ClipConfig  # noqa: E402
-from models.vqa import HBIQAModel  # noqa: E402
-from scripts.bench.eval_sims import timed  # noqa: E402
+from models.clip.adapter import ClipConfig
+from models.vqa.model import HBIQAModel
+from scripts.bench.eval_sims import timed
 
 
 def plain(model: HBIQAModel, ids, mask, frames, video_mask, owner, batch: int) -> torch.Tensor:

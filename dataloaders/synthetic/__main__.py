@@ -1,0 +1,4 @@
+"""`python -m dataloaders.synthetic --root data/demo`: write the synthetic demo clips and captions."""
+from dataloaders.synthetic.clips import main
+
+main()

@@ -1,0 +1,236 @@
+"""The text-video dataset every benchmark family shares, and the parsing helpers the families use.
+
+A family's `load_annotations` gives the gallery (`VideoItem`s, fixed order) and every caption
+(`CaptionItem`, pointing at its video). The dataset turns them into samples:
+  "pairs"  (training, one per caption): text_ids, text_mask, video, video_mask, video_index, caption_index
+  "texts"  (one per caption):           text_ids, text_mask, caption_index
+  "videos" (one per video):             video, video_mask, video_index
+with text_* (max_words,) int64, video (max_frames, 3, S, S) float32, video_mask (max_frames,) int64.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dataloaders.errors import DataError
+from dataloaders.video.transforms import frames_to_tensor, pad_frames
+from dataloaders.video.reader import BACKENDS, SLICE_MODES, read_frames
+
+log = logging.getLogger(__name__)
+
+MODES = ("pairs", "texts", "videos")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One gallery video; start / end in seconds select a segment of the file (None: whole video)."""
+    video_id: str
+    path: str
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """One caption and the index of its video in the gallery."""
+    text: str
+    video_index: int
+
+
+# ---------------------------------------------------------------- parsing helpers for the families
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def require_file(path: str | Path) -> str:
+    """Return `path` as str, or raise DataError if the annotation file does not exist."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: annotation file not found")
+    return os.fspath(path)
+
+
+def load_json(path: str | Path) -> Any:
+    path = require_file(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
+
+
+def read_table(path: str | Path, columns: list[str], delimiter: str = ",",
+               header: bool = True) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a delimited file as (line number, {column: value}); every listed column must be non-empty.
+
+    With header=False, `columns` names the fields in order and the file has no header line.
+    Blank lines are allowed (a trailing newline is common); any other row with the wrong field count is an error.
+    """
+    path = require_file(path)
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        # QUOTE_NONE for tab files: LSMDC sentences contain unbalanced quotes.
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        names = columns
+        if header:
+            names = next(reader, None)
+            missing = [c for c in columns if c not in (names or [])]
+            if missing:
+                raise DataError(f"{path}: header {names} lacks column(s) {missing}")
+        for fields in reader:
+            line = reader.line_num
+            if not fields or fields == [""]:
+                continue
+            if len(fields) != len(names):
+                raise DataError(f"{path}: row at line {line} has {len(fields)} fields, expected {len(names)} "
+                                f"({delimiter.join(names)!r})")
+            row = dict(zip(names, fields))
+            empty = [c for c in columns if not row[c].strip()]
+            if empty:
+                raise DataError(f"{path}: row at line {line} has an empty {empty[0]!r}")
+            rows.append((line, row))
+    return rows
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Non-empty stripped lines of a one-id-per-line file; duplicates are an error."""
+    path = require_file(path)
+    ids, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            item = line.strip()
+            if not item:
+                continue
+            if item in seen:
+                raise DataError(f"{path}: line {line_no} repeats video id {item!r}")
+            seen.add(item)
+            ids.append(item)
+    return ids
+
+
+def resolve_video(candidates: list[str]) -> str:
+    """First existing path among `candidates`, else the first one (a missing video is reported when read)."""
+    return next((c for c in candidates if os.path.isfile(c)), candidates[0])
+
+
+def build_gallery(pairs: list[tuple[str, str]], path_of: Callable[[str], VideoItem]
+                  ) -> tuple[list[VideoItem], list[CaptionItem]]:
+    """(video_id, caption) pairs in order -> gallery in first-appearance order and captions pointing into it."""
+    index: dict[str, int] = {}
+    videos: list[VideoItem] = []
+    captions = []
+    for video_id, text in pairs:
+        if video_id not in index:
+            index[video_id] = len(videos)
+            videos.append(path_of(video_id))
+        captions.append(CaptionItem(text, index[video_id]))
+    return videos, captions
+
+
+# ---------------------------------------------------------------- the dataset
+
+class TextVideoDataset(Dataset):
+    """Samples of captions and / or videos; see the module docstring for the sample layout."""
+
+    def __init__(self, videos: list[VideoItem], captions: list[CaptionItem], tokenizer: Callable,
+                 mode: str, max_words: int, max_frames: int, video_framerate: float, image_size: int,
+                 slice_framepos: str = "uniform", backend: str = "decord", train: bool = False,
+                 skip_bad_videos: bool = False, seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if slice_framepos not in SLICE_MODES:
+            raise ValueError(f"slice_framepos must be one of {SLICE_MODES}, got {slice_framepos!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+        if skip_bad_videos and not train:
+            raise ValueError("skip_bad_videos is for training only: evaluation must see every video")
+        bad = next((i for i, c in enumerate(captions) if not 0 <= c.video_index < len(videos)), None)
+        if bad is not None:
+            raise DataError(f"caption {bad} points at video {captions[bad].video_index}, "
+                            f"but the gallery has {len(videos)} videos")
+        self.videos, self.captions = list(videos), list(captions)
+        self.tokenizer, self.mode = tokenizer, mode
+        self.max_words, self.max_frames = max_words, max_frames
+        self.video_framerate, self.image_size = video_framerate, image_size
+        self.slice_framepos, self.backend = slice_framepos, backend
+        self.train, self.skip_bad_videos = train, skip_bad_videos
+        self.seed, self.epoch = seed, 0
+        self.skipped = 0
+        self.bad_videos: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.videos) if self.mode == "videos" else len(self.captions)
+
+    @property
+    def text_to_video(self) -> np.ndarray:
+        """(num_captions,) int64: the gallery index of each caption's video."""
+        return np.array([c.video_index for c in self.captions], dtype=np.int64)
+
+    @property
+    def video_ids(self) -> list[str]:
+        return [v.video_id for v in self.videos]
+
+    @property
+    def caption_texts(self) -> list[str]:
+        return [c.text for c in self.captions]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation draws. Call it before iterating the DataLoader each epoch: workers copy the
+        dataset when an iterator starts, so the new epoch reaches them (not with persistent_workers=True)."""
+        self.epoch = epoch
+
+    def _generator(self, index: int) -> torch.Generator:
+        # Seeded from (seed, epoch, index) only, so the draws do not depend on the worker layout.
+        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
+
+    def _text(self, caption_index: int) -> dict[str, torch.Tensor]:
+        ids, mask = self.tokenizer(self.captions[caption_index].text, self.max_words)
+        return {"text_ids": torch.from_numpy(ids), "text_mask": torch.from_numpy(mask),
+                "caption_index": torch.tensor(caption_index, dtype=torch.int64)}
+
+    def _video(self, video_index: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        item = self.videos[video_index]
+        frames = read_frames(item.path, self.video_framerate, self.max_frames, self.slice_framepos,
+                             item.start, item.end, self.backend)
+        video = frames_to_tensor(frames, self.image_size, self.train, generator)
+        video, mask = pad_frames(video, self.max_frames)
+        return {"video": video, "video_mask": mask, "video_index": torch.tensor(video_index, dtype=torch.int64)}
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        generator = self._generator(index)
+        if self.mode == "texts":
+            return self._text(index)
+        if self.mode == "videos":
+            return self._video(index, generator)
+        caption_index, skipped_here = index, 0
+        for _ in range(len(self.captions)):
+            try:
+                video = self._video(self.captions[caption_index].video_index, generator)
+            except DataError as exc:
+                if not self.skip_bad_videos:
+                    raise
+                # Workers keep their own tally; the sample's `skipped_videos` carries the count to the trainer.
+                self.skipped += 1
+                skipped_here += 1
+                self.bad_videos.append(self.videos[self.captions[caption_index].video_index].path)
+                log.warning("skipping unreadable video (%d so far): %s", self.skipped, exc)
+                caption_index = (caption_index + 1) % len(self.captions)
+                continue
+            sample = {**self._text(caption_index), **video}
+            if self.skip_bad_videos:
+                sample["skipped_videos"] = torch.tensor(skipped_here, dtype=torch.int64)
+            return sample
+        raise DataError(f"no readable video among the {len(self.videos)} videos of this dataset")

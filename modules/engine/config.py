@@ -1,0 +1,133 @@
+"""Command-line flags with YAML presets: `--config X.yaml` sets defaults, flags on the command line win."""
+from __future__ import annotations
+
+import argparse
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modules.engine.checkpoint import atomic_write
+
+# Dests that a preset may not set: `config` would nest presets (a saved run config carries it as provenance,
+# so it is accepted and ignored), `local_rank` is a leftover of the old launcher and means nothing here.
+_NOT_SETTABLE = {"help", "config", "local_rank"}
+
+
+def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
+    return option in parser._option_string_actions
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and the old launcher's `--local_rank` once, so a parser may be reused."""
+    if not _has_option(parser, "--config"):
+        parser.add_argument("--config", type=str, default=None,
+                            help="YAML file of flag defaults (keys are flag names); command-line flags win")
+    if not _has_option(parser, "--local_rank") and not _has_option(parser, "--local-rank"):
+        # torch.distributed.launch passes one of these; ranks are read from the environment instead.
+        parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                            help=argparse.SUPPRESS)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of flag names to values; an empty file is an empty mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of flag names to values, got {type(data).__name__}")
+    return data
+
+
+def _convert(action: argparse.Action, value: Any, path: Path, key: str) -> Any:
+    """Apply the flag's `type` to a YAML value (element-wise for list flags); errors name the file and key."""
+    is_list_flag = action.nargs not in (None, "?")
+    if isinstance(value, list) and not is_list_flag:
+        raise SystemExit(f"{path}: key '{key}' has a list value {value!r}, expected a single value")
+    if value is None or action.type is None:
+        return value
+    try:
+        if isinstance(value, list):
+            return [action.type(v) for v in value]
+        return action.type(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        type_name = getattr(action.type, "__name__", str(action.type))
+        raise SystemExit(f"{path}: key '{key}' has value {value!r}, expected {type_name}") from None
+
+
+def _check_choices(action: argparse.Action, value: Any, path: Path, key: str) -> None:
+    """argparse does not check defaults against `choices`, so a preset is checked here."""
+    if not action.choices or value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if v not in action.choices]
+    if bad:
+        raise SystemExit(f"{path}: key '{key}' has value {bad[0]!r}, expected one of {list(action.choices)}")
+
+
+def _preset_defaults(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
+    """Validate a preset against the parser's flags and return the defaults it sets."""
+    try:
+        data = load_config(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(str(err)) from None
+    actions = {a.dest: a for a in parser._actions if a.dest not in _NOT_SETTABLE}
+    defaults = {}
+    for key, value in data.items():
+        if key == "config":
+            continue
+        if key not in actions:
+            close = difflib.get_close_matches(str(key), list(actions), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise SystemExit(f"{path}: unknown key '{key}' (not a flag of this program){hint}")
+        action = actions[key]
+        value = _convert(action, value, path, key)
+        _check_choices(action, value, path, key)
+        # A required flag given by the preset no longer has to be on the command line.
+        action.required = False
+        defaults[key] = value
+    return defaults
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse `argv` with YAML defaults from `--config`; command-line flags win over the preset.
+
+    Unknown preset keys stop with one line naming the file and the key. `--local_rank N` / `--local-rank N`
+    are accepted for the old launcher and dropped from the result (ranks come from the environment).
+    """
+    _add_common_flags(parser)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=str, default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config is not None:
+        parser.set_defaults(**_preset_defaults(parser, Path(known.config)))
+    args = parser.parse_args(argv)
+    if hasattr(args, "local_rank"):
+        del args.local_rank
+    return args
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe form of a resolved flag value (paths and tuples become strings and lists)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def save_config(cfg: argparse.Namespace, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(_plain(vars(cfg)), sort_keys=True, default_flow_style=False)
+    atomic_write(path, lambda f: f.write(text.encode()))

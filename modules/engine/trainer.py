@@ -1,0 +1,204 @@
+"""The training loop shared by the retrieval models: DDP, AMP, accumulation, clipping, checkpoints, evaluation."""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from modules.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier, gather_rows,
+                                 worker_init_fn)
+from modules.evaluation.retrieval import autocast_context
+from models.losses import MAX_LOGIT_SCALE
+from modules.engine.optim import build_scheduler, param_groups
+from modules.engine.run_log import RunLog
+
+
+@dataclass
+class TrainSettings:
+    """The optimisation flags of a run (names follow the command-line flags)."""
+
+    epochs: int
+    batch_size: int  # global, over all processes
+    lr: float
+    coef_lr: float
+    weight_decay: float
+    warmup_proportion: float
+    max_grad_norm: float
+    grad_accum_steps: int
+    precision: str
+    workers: int
+    n_display: int
+    seed: int
+    resume: bool
+
+    @classmethod
+    def from_config(cls, cfg) -> "TrainSettings":
+        return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "amp_fp16" and device.type != "cuda":
+        raise SystemExit("--precision amp_fp16 needs a CUDA device; use fp32 or amp_bf16 on CPU")
+
+
+def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader:
+    """Shuffled, seeded and sharded so that the ranks' batches of a step, gathered in rank order, are the
+    one-process batch in the same order (`GlobalBatchSampler`). Workers are not persistent, so the dataset's
+    `set_epoch` (new augmentation draws) reaches them every epoch."""
+    if settings.batch_size % dist.world_size:
+        raise SystemExit(f"--batch_size {settings.batch_size} must be divisible by the {dist.world_size} processes")
+    sampler = GlobalBatchSampler(len(dataset), settings.batch_size, dist.rank, dist.world_size, settings.seed)
+    return DataLoader(dataset, batch_size=settings.batch_size // dist.world_size, sampler=sampler,
+                      num_workers=settings.workers, pin_memory=dist.device.type == "cuda", drop_last=True,
+                      worker_init_fn=worker_init_fn,
+                      prefetch_factor=4 if settings.workers > 0 else None)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which validation metric picks the best epoch, and in which direction."""
+
+    key: str = "t2v_R1"
+    higher_is_better: bool = True
+
+    def better(self, value: float, best: float) -> bool:
+        return value > best if self.higher_is_better else value < best
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.higher_is_better else math.inf
+
+
+def summary(metrics: dict, keys: tuple[str, ...] = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR")) -> str:
+    scalars = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+    shown = [k for k in keys if k in metrics] or scalars[:6]
+    return " ".join(f"{k} {metrics[k]:.4g}" for k in shown)
+
+
+class Trainer:
+    """Runs epochs of training; `evaluate(model) -> metrics | None` is called after each epoch.
+
+    The model's forward returns a dict of losses with "total"; `model.reference_state_dict()` is what the
+    per-epoch weight files hold.
+    """
+
+    def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings, dist: DistInfo, log: RunLog,
+                 output_dir: Path, evaluate: Callable[[torch.nn.Module], dict | None],
+                 selection: Selection = Selection()):
+        check_precision(settings.precision, dist.device)
+        self.model, self.dataset, self.settings, self.dist, self.log = model, dataset, settings, dist, log
+        self.output_dir, self.evaluate, self.selection = output_dir, evaluate, selection
+        self.loader = train_loader(dataset, settings, dist)
+        self.steps_per_epoch = max(1, len(self.loader) // settings.grad_accum_steps)
+        # The reference's BertAdam: betas (0.9, 0.98), eps 1e-6, decoupled weight decay.
+        self.optimizer = torch.optim.AdamW(
+            param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay), lr=settings.lr,
+            betas=(0.9, 0.98), eps=1e-6)
+        self.scheduler = build_scheduler(self.optimizer, settings.epochs * self.steps_per_epoch,
+                                         settings.warmup_proportion)
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.precision == "amp_fp16")
+        self.ddp = DistributedDataParallel(model) if dist.world_size > 1 else None
+        self.step, self.start_epoch = 0, 0
+        self.best = {selection.key: selection.worst, "epoch": -1}
+
+    def resume(self) -> None:
+        path = latest_checkpoint(self.output_dir)
+        if path is None:
+            self.log.info(f"--resume: no checkpoint in {self.output_dir}, starting from scratch")
+            return
+        state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                scaler=self.scaler)
+        self.step, self.start_epoch = state["step"], state["epoch"] + 1
+        self.best = state["extra"].get("best", self.best)
+        self.log.info(f"resumed from {path}: epoch {self.start_epoch}, step {self.step}")
+
+    def fit(self) -> dict:
+        if self.settings.resume:
+            self.resume()
+        for epoch in range(self.start_epoch, self.settings.epochs):
+            self.train_epoch(epoch)
+            metrics = self.evaluate(self.model)
+            self.end_epoch(epoch, metrics)
+        return self.best
+
+    def _losses(self, batch: dict, micro_step: int) -> dict[str, torch.Tensor]:
+        device = self.dist.device
+        inputs = [batch[k].to(device, non_blocking=True) for k in self.model.input_keys]
+        gather = all_gather_with_grad if self.dist.world_size > 1 else None
+        # Every process computes the loss of the whole gathered batch, so randomness after the gather (dropout,
+        # HBI's density jitter) must draw the same numbers on every process, and the same as one process would:
+        # the forward pass runs under a seed of (seed, step, micro-step) alone.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            seed = int(np.random.SeedSequence([self.settings.seed, self.step, micro_step]).generate_state(1)[0])
+            torch.manual_seed(seed)
+            with autocast_context(device, self.settings.precision):
+                return (self.ddp or self.model)(*inputs, gather=gather)
+
+    def train_epoch(self, epoch: int) -> None:
+        self.model.train()
+        self.loader.sampler.set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        accum = self.settings.grad_accum_steps
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", disable=not self.dist.is_main)
+        skipped = torch.zeros((), dtype=torch.int64)
+        for i, batch in enumerate(bar):
+            skipped += batch["skipped_videos"].sum() if "skipped_videos" in batch else 0
+            losses = self._losses(batch, i % accum)
+            self.scaler.scale(losses["total"] / accum).backward()
+            if (i + 1) % accum:
+                continue
+            self.optimizer_step()
+            bar.set_postfix(loss=f"{losses['total'].item():.4f}")
+            if self.step % self.settings.n_display == 0:
+                values = {k: v.item() for k, v in losses.items()}
+                values["lr"] = self.scheduler.get_last_lr()[0]
+                if hasattr(self.model, "logit_scale"):
+                    values["logit_scale"] = self.model.logit_scale.exp().item()
+                self.log.metrics(self.step, "train", values)
+        skipped = int(gather_rows(skipped.to(self.dist.device)[None]).sum())
+        if skipped:
+            self.log.info(f"epoch {epoch + 1}: skipped {skipped} unreadable videos (--skip_bad_videos)")
+
+    def optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        if self.settings.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if hasattr(self.model, "logit_scale"):  # CLIP's cap on the temperature, applied as the reference does
+            with torch.no_grad():
+                self.model.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+
+    def end_epoch(self, epoch: int, metrics: dict | None) -> None:
+        if self.dist.is_main:
+            if metrics is not None:
+                self.log.metrics(self.step, "val", metrics)
+                self.log.info(f"epoch {epoch + 1}: {summary(metrics)}")
+                key = self.selection.key
+                if self.selection.better(metrics[key], self.best[key]):
+                    self.best = {key: metrics[key], "epoch": epoch + 1}
+                    self.save_weights(self.output_dir / "pytorch_model.bin.best")
+            self.save_weights(self.output_dir / f"pytorch_model.bin.{epoch}")
+            save_checkpoint(self.output_dir / "last.pt", model=self.model, optimizer=self.optimizer,
+                            scheduler=self.scheduler, scaler=self.scaler, step=self.step, epoch=epoch,
+                            extra={"best": self.best})
+        barrier()
+
+    def save_weights(self, path: Path) -> None:
+        """Model weights under the reference's key names, the format released checkpoints use."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.model.reference_state_dict(), tmp)
+        shutil.move(tmp, path)

@@ -1,0 +1,111 @@
+"""Retrieval evaluation: features once per item, similarities in bounded-memory chunks, metrics, saved matrices.
+
+Each process encodes a contiguous shard of the captions and of the videos; the shards are gathered in rank order,
+so the matrix, and the metrics, do not depend on the number of processes.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from modules.engine.distributed import DistInfo, gather_rows, shard_indices
+from modules.evaluation.metrics import geometric_mean, retrieval_metrics, v2t_metrics
+
+
+def autocast_context(device: torch.device, precision: str):
+    """Autocast for `--precision amp_fp16|amp_bf16`; fp32 runs without it."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def shard_loader(dataset, dist: DistInfo, batch_size: int, workers: int) -> DataLoader:
+    shard = Subset(dataset, list(shard_indices(len(dataset), dist.rank, dist.world_size)))
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      pin_memory=dist.device.type == "cuda", persistent_workers=False)
+
+
+@torch.no_grad()
+def encode_items(model, loader: DataLoader, kind: str, dist: DistInfo, precision: str) -> tuple:
+    """Encodes every caption (`kind="text"`) or video (`kind="video"`) once: ((N, L, D) feats, (N, L) mask)."""
+    feats, masks = [], []
+    for batch in tqdm(loader, desc=f"encode {kind}s", disable=not dist.is_main, leave=False):
+        with autocast_context(dist.device, precision):
+            if kind == "text":
+                mask = batch["text_mask"].to(dist.device, non_blocking=True)
+                out = model.encode_text(batch["text_ids"].to(dist.device, non_blocking=True), mask)
+            else:
+                mask = batch["video_mask"].to(dist.device, non_blocking=True)
+                out = model.encode_video(batch["video"].to(dist.device, non_blocking=True), mask)
+        feats.append(out.float())
+        masks.append(mask)
+    return gather_rows(torch.cat(feats)), gather_rows(torch.cat(masks))
+
+
+@torch.no_grad()
+def similarity_matrix(model, text: tuple, video: tuple, precision: str, device: torch.device) -> np.ndarray:
+    """(Nt, Nv) matrix; per-item preparation once, pairs scored in chunks inside the model's head."""
+    with autocast_context(device, precision):
+        text_items = model.prepare_text(*text)
+        video_items = model.prepare_video(*video)
+        sims = model.score(text_items, video_items)
+    return sims.float().cpu().numpy()
+
+
+def compute_metrics(sims: np.ndarray, text_to_video: np.ndarray) -> dict:
+    t2v = retrieval_metrics(sims, text_to_video=text_to_video)
+    v2t = v2t_metrics(sims, text_to_video=text_to_video)
+    out = {f"t2v_{k}": float(v) for k, v in t2v.items()}
+    out.update({f"v2t_{k}": float(v) for k, v in v2t.items()})
+    out["t2v_GM"] = float(geometric_mean(t2v))
+    out["num_test"] = int(sims.shape[0])
+    out["num_videos"] = int(sims.shape[1])
+    out["chance_R1"] = 100.0 / sims.shape[1]
+    return out
+
+
+def save_evaluation(output_dir: Path, split: str, sims: np.ndarray, row_ids: list[str], col_ids: list[str],
+                    text_to_video: np.ndarray, metrics: dict) -> None:
+    """Writes sims_<split>.npy, sims_<split>_ids.json and metrics_<split>.json into the run folder."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    np.save(output_dir / f"sims_{split}.npy", sims)
+    ids = {"rows": row_ids, "cols": col_ids, "text_to_video": text_to_video.tolist()}
+    (output_dir / f"sims_{split}_ids.json").write_text(json.dumps(ids))
+    (output_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=1))
+
+
+def row_ids_of(dataset) -> list[str]:
+    """`<video_id>#<n>`: the n-th caption of that video, in dataset order."""
+    seen: dict[int, int] = {}
+    ids = []
+    for video in dataset.text_to_video.tolist():
+        n = seen.get(video, 0)
+        seen[video] = n + 1
+        ids.append(f"{dataset.video_ids[video]}#{n}")
+    return ids
+
+
+def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
+             output_dir: Path | None = None, split: str = "test") -> dict | None:
+    """Full evaluation; returns the metrics on the main process (None elsewhere) and saves the matrix there."""
+    was_training = model.training
+    model.eval()
+    text = encode_items(model, shard_loader(text_set, dist, batch_size, workers), "text", dist, precision)
+    video = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
+    model.train(was_training)
+    if not dist.is_main:
+        return None
+    sims = similarity_matrix(model, text, video, precision, dist.device)
+    text_to_video = np.asarray(text_set.text_to_video)
+    metrics = compute_metrics(sims, text_to_video)
+    if output_dir is not None:
+        save_evaluation(output_dir, split, sims, row_ids_of(text_set), list(video_set.video_ids), text_to_video,
+                        metrics)
+    return metrics

@@ -3,13 +3,19 @@ rules on NTSC-rate videos whose frames carry their index, and which rule each fa
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from dataloaders import FRAME_SAMPLERS, ClipTokenizer, build_dataset
 from dataloaders.errors import DataError
+from dataloaders.transforms import CLIP_MEAN, CLIP_STD
 from dataloaders.video_reader import (SAMPLERS, decord, read_frames, sample_positions,
                                       sample_positions_per_second)
 
@@ -182,3 +188,71 @@ def test_per_second_file_errors(ntsc_videos):
         read_frames(ntsc_videos["23.976"], 1, 12, sampler="cv2")
     with pytest.raises(DataError, match="no frames between"):
         read_frames(ntsc_videos["23.976"], 1, 12, start=40, end=50, sampler="per_second")
+
+
+# ---------------------------------------------------------------- which rule each family reads with
+
+def test_family_samplers():
+    assert FRAME_SAMPLERS == {"msrvtt": "stride", "msvd": "stride", "lsmdc": "stride",
+                              "activity": "per_second", "didemo": "per_second"}
+
+
+def dataset_indices(dataset, index: int = 0) -> list[int]:
+    """Frame indices carried by the (max_frames, 3, SIZE, SIZE) video of a sample (SIZE: no resize, no crop)."""
+    sample = dataset[index]
+    video = sample["video"][sample["video_mask"].bool()]
+    pixels = video * torch.tensor(CLIP_STD).view(1, 3, 1, 1) + torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    return decode_indices(pixels.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("datatype,rate", [("activity", "29.97"), ("activity", "23.976"),
+                                           ("didemo", "29.97"), ("didemo", "23.976")])
+def test_activity_and_didemo_read_per_second(ntsc_videos, tmp_path, backend, datatype, rate):
+    n_frames, fps = opencv_meta(ntsc_videos[rate])
+    if datatype == "activity":
+        duration = n_frames / fps
+        (tmp_path / "val_1.json").write_text(json.dumps(
+            {"v_ntsc": {"duration": duration, "timestamps": [[0, duration]], "sentences": ["a board of squares"]}}))
+        shutil.copy(ntsc_videos[rate], tmp_path / "v_ntsc.mp4")
+        window = (0.0, float(math.ceil(duration)))
+    else:
+        (tmp_path / "test_data.json").write_text(json.dumps(
+            [{"video": "ntsc.mov", "description": "a board of squares", "times": [[0, 0]]}]))
+        shutil.copy(ntsc_videos[rate], tmp_path / "ntsc.mp4")  # the compressed copy of ntsc.mov
+        window = (0.0, 31.0)
+    dataset = build_dataset(datatype, "test", str(tmp_path), str(tmp_path), ClipTokenizer(), "videos",
+                            max_words=8, max_frames=12, video_framerate=1, image_size=SIZE, backend=backend)
+    assert dataset.frame_sampler == "per_second" and (dataset.videos[0].start, dataset.videos[0].end) == window
+    expected = reference_positions(n_frames, fps, 1, 12, "uniform", *window)
+    assert dataset_indices(dataset) == expected
+    assert expected != sample_positions(n_frames, fps, 1, 12, "uniform", *window).tolist()
+
+
+@pytest.mark.parametrize("rate", sorted(NTSC))
+def test_msrvtt_keeps_stride(ntsc_videos, tmp_path, rate):
+    (tmp_path / "MSRVTT_JSFUSION_test.csv").write_text("key,vid_key,video_id,sentence\nret0,msr0,video0,a board\n")
+    shutil.copy(ntsc_videos[rate], tmp_path / "video0.mp4")
+    dataset = build_dataset("msrvtt", "test", str(tmp_path), str(tmp_path), ClipTokenizer(), "videos",
+                            max_words=8, max_frames=12, video_framerate=1, image_size=SIZE)
+    n_frames, fps = opencv_meta(ntsc_videos[rate])
+    assert dataset.frame_sampler == "stride"
+    assert dataset_indices(dataset) == sample_positions(n_frames, fps, 1, 12).tolist()
+    assert dataset_indices(dataset) != reference_positions(n_frames, fps, 1, 12, "uniform", None, None)
+
+
+def test_sampler_override_and_bad_arguments(ntsc_videos, tmp_path):
+    (tmp_path / "test_data.json").write_text(json.dumps([{"video": "ntsc.mp4", "description": "a", "times": []}]))
+    shutil.copy(ntsc_videos["29.97"], Path(tmp_path) / "ntsc.mp4")
+    kwargs = dict(max_words=8, max_frames=12, image_size=SIZE)
+    stride = build_dataset("didemo", "test", str(tmp_path), str(tmp_path), ClipTokenizer(), "videos",
+                           video_framerate=1, frame_sampler="stride", **kwargs)
+    n_frames, fps = opencv_meta(ntsc_videos["29.97"])
+    assert stride.frame_sampler == "stride"
+    assert dataset_indices(stride) == sample_positions(n_frames, fps, 1, 12, start=0.0, end=31.0).tolist()
+    with pytest.raises(ValueError, match="whole number of frames per second"):
+        build_dataset("didemo", "test", str(tmp_path), str(tmp_path), ClipTokenizer(), "videos",
+                      video_framerate=0.5, **kwargs)
+    with pytest.raises(ValueError, match="unknown frame sampler"):
+        build_dataset("didemo", "test", str(tmp_path), str(tmp_path), ClipTokenizer(), "videos",
+                      video_framerate=1, frame_sampler="cv2", **kwargs)

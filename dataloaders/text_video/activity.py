@@ -2,7 +2,8 @@
 each a dict video_id -> {duration, timestamps, sentences}. As in the reference (paragraph-to-video retrieval)
 the sentences of a video are joined into one paragraph, one caption per video, and the segment runs from 0 s to
 ceil(duration). Videos are {video_path}/{video_id}.mp4 (ids keep their 'v_' prefix); .mkv and .webm are
-tried when the .mp4 is absent.
+tried when the .mp4 is absent. Frames follow the reference's OpenCV extractor ("per_second" in video_reader:
+whole-number frame rate, video_framerate frames in each whole second of the segment), not MSR-VTT's decord stride.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import os
 from dataloaders.errors import DataError
 from dataloaders.text_video.dataset import CaptionItem, VideoItem, build_gallery, check_split, load_json, resolve_video
 
+# The reference's ActivityNet loader reads with RawVideoExtractorCV2, whose positions differ from the decord
+# stride at non-integer frame rates (29.97 fps: 29-frame "seconds").
+FRAME_SAMPLER = "per_second"
 FILES = {"train": "train.json", "val": "val_1.json", "test": "val_1.json"}
 EXTENSIONS = (".mp4", ".mkv", ".webm")
 

@@ -6,6 +6,7 @@ A family's `load_annotations` gives the gallery (`VideoItem`s, fixed order) and 
   "texts"  (one per caption):           text_ids, text_mask, caption_index
   "videos" (one per video):             video, video_mask, video_index
 with text_* (max_words,) int64, video (max_frames, 3, S, S) float32, video_mask (max_frames,) int64.
+Frames are picked by the named rule `frame_sampler` (video_reader.SAMPLERS); build_dataset passes the family's.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import torch
 from torch.utils.data import Dataset
 
 from dataloaders.errors import DataError
+from dataloaders.video.reader import BACKENDS, DEFAULT_SAMPLER, check_sampling, read_frames
 from dataloaders.video.transforms import frames_to_tensor, pad_frames
-from dataloaders.video.reader import BACKENDS, SLICE_MODES, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,11 @@ class TextVideoDataset(Dataset):
     def __init__(self, videos: list[VideoItem], captions: list[CaptionItem], tokenizer: Callable,
                  mode: str, max_words: int, max_frames: int, video_framerate: float, image_size: int,
                  slice_framepos: str = "uniform", backend: str = "decord", train: bool = False,
-                 skip_bad_videos: bool = False, seed: int = 0) -> None:
+                 skip_bad_videos: bool = False, seed: int = 0, frame_sampler: str = DEFAULT_SAMPLER) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if slice_framepos not in SLICE_MODES:
-            raise ValueError(f"slice_framepos must be one of {SLICE_MODES}, got {slice_framepos!r}")
+        # Arguments no video can satisfy fail here, not once per video (where training might skip them all).
+        check_sampling(frame_sampler, video_framerate, max_frames, slice_framepos)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
         if skip_bad_videos and not train:
@@ -164,7 +165,7 @@ class TextVideoDataset(Dataset):
         self.tokenizer, self.mode = tokenizer, mode
         self.max_words, self.max_frames = max_words, max_frames
         self.video_framerate, self.image_size = video_framerate, image_size
-        self.slice_framepos, self.backend = slice_framepos, backend
+        self.slice_framepos, self.backend, self.frame_sampler = slice_framepos, backend, frame_sampler
         self.train, self.skip_bad_videos = train, skip_bad_videos
         self.seed, self.epoch = seed, 0
         self.skipped = 0
@@ -204,7 +205,7 @@ class TextVideoDataset(Dataset):
     def _video(self, video_index: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         item = self.videos[video_index]
         frames = read_frames(item.path, self.video_framerate, self.max_frames, self.slice_framepos,
-                             item.start, item.end, self.backend)
+                             item.start, item.end, self.backend, self.frame_sampler)
         video = frames_to_tensor(frames, self.image_size, self.train, generator)
         video, mask = pad_frames(video, self.max_frames)
         return {"video": video, "video_mask": mask, "video_index": torch.tensor(video_index, dtype=torch.int64)}

@@ -4,6 +4,8 @@ paragraph (one caption per video, first-appearance order) and the segment is 0 s
 30 s were cut to 30 s for annotation, and this spares reading every video's length.
 The `video` field is a file name with its original extension (e.g. 10015567@N08_3655084291_d8b58466fa.mov);
 the file is {video_path}/{video}, or, after compression to mp4, {video}.mp4 or {stem}.mp4 / .mkv / .webm.
+Frames follow the reference's OpenCV extractor ("per_second" in video_reader: whole-number frame rate, video_framerate
+frames in each whole second up to min(31 s, the video's length)), not MSR-VTT's decord stride.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from pathlib import Path
 from dataloaders.errors import DataError
 from dataloaders.text_video.dataset import CaptionItem, VideoItem, build_gallery, check_split, load_json, resolve_video
 
+# The reference's DiDeMo loader reads with RawVideoExtractorCV2, whose positions differ from the decord
+# stride at non-integer frame rates (23.976 fps: 23-frame "seconds").
+FRAME_SAMPLER = "per_second"
 SEGMENT_END = 31.0
 
 

@@ -1,7 +1,9 @@
-"""Frames -> normalised CLIP input, batched over the frames of a clip.
+"""The frames of a clip -> normalised CLIP input (T, 3, S, S).
 
-Evaluation: bicubic resize of the short side to `size`, centre crop, scale to [0, 1], CLIP normalisation
-(the reference's Resize / CenterCrop / ToTensor / Normalize on each PIL frame).
+Evaluation: the reference's torchvision chain on each PIL frame, pixel for pixel: Resize(size, BICUBIC) (short
+side to `size`, long side int(size * long / short), PIL's antialiased bicubic, which rounds to uint8 between its
+horizontal and vertical passes; torch's bicubic on tensors differs by up to 2/255), CenterCrop(size) (offsets
+int(round((side - size) / 2))), ToTensor (/ 255), Normalize with the CLIP mean and std.
 Training adds, before the resize, a RandAugment drawn once per clip and applied to every frame, like the
 reference's timm 'rand-m7-n4-mstd0.5-inc1' video augment: 4 ops at magnitude 7 of 10. Differences:
 torchvision's op set (it includes Identity), a fixed magnitude instead of the 0.5-std jitter, and every
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -34,16 +37,35 @@ def augment_clip(video: torch.Tensor, generator: torch.Generator | None = None) 
         return _RAND_AUGMENT(video)
 
 
+def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after torchvision's Resize(size): short side to size, long side int(size * long / short)."""
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def resize_and_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (T, H, W, 3) -> uint8 (T, size, size, 3): PIL bicubic resize of the short side, then the centre crop."""
+    height, width = frames.shape[1:3]
+    out_h, out_w = resized_size(height, width, size)
+    top, left = int(round((out_h - size) / 2.0)), int(round((out_w - size) / 2.0))
+    if (out_h, out_w) == (height, width):  # torchvision returns the image unchanged at its size
+        return frames[:, top:top + size, left:left + size]
+    # One PIL call per frame: PIL has no batched resize, and its fixed-point passes are what the reference computes.
+    return np.stack([np.asarray(Image.fromarray(frame).resize((out_w, out_h), Image.Resampling.BICUBIC))
+                     [top:top + size, left:left + size] for frame in frames])
+
+
 def frames_to_tensor(frames: np.ndarray, size: int, train: bool,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """uint8 (T, H, W, 3) RGB -> float32 (T, 3, size, size), normalised with the CLIP mean and std."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    frames = np.ascontiguousarray(frames)
     if train:
-        video = augment_clip(video, generator)
-    video = F.resize(video, [size], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    video = F.center_crop(video, [size, size])
+        video = augment_clip(torch.from_numpy(frames).permute(0, 3, 1, 2), generator)
+        frames = np.ascontiguousarray(video.permute(0, 2, 3, 1).numpy())
+    video = torch.from_numpy(np.ascontiguousarray(resize_and_crop(frames, size))).permute(0, 3, 1, 2)
     video = video.to(torch.float32).div_(255.0)
     return F.normalize(video, mean=list(CLIP_MEAN), std=list(CLIP_STD))
 

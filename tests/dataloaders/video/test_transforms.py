@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torchvision import transforms as T
 
-from dataloaders.video.transforms import CLIP_MEAN, CLIP_STD, frames_to_tensor, pad_frames
+from dataloaders.video.transforms import CLIP_MEAN, CLIP_STD, augment_clip, frames_to_tensor, pad_frames, resized_size
 
 
 def test_shape_dtype_and_normalisation():
@@ -29,6 +31,42 @@ def test_short_side_resize_then_centre_crop():
     # Tall frame: the short side is the width.
     tall = np.zeros((90, 30, 3), np.uint8)
     assert frames_to_tensor(tall[None], 15, train=False).shape == (1, 3, 15, 15)
+
+
+def reference_chain(size: int) -> T.Compose:
+    """The reference's test transform (rawvideo_util / dataloader_retrieval), applied to PIL images."""
+    return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
+                      lambda image: image.convert("RGB"), T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)])
+
+
+# (height, width, size): landscape and portrait downscaling, upscaling, odd sides (centre-crop rounding),
+# square, and a short side already at size (no resize, crop only).
+SHAPES = [(240, 320, 224), (320, 240, 224), (90, 160, 224), (160, 90, 224), (37, 50, 64), (101, 257, 64),
+          (257, 101, 63), (100, 100, 48), (224, 300, 224), (360, 640, 224), (481, 853, 224)]
+
+
+@pytest.mark.parametrize("height,width,size", SHAPES)
+def test_test_time_pixels_equal_the_reference_pil_chain(height, width, size):
+    rng = np.random.default_rng(height * 1000 + width)
+    frames = rng.integers(0, 256, (3, height, width, 3), dtype=np.uint8)  # noise: the hardest case for resampling
+    frames[1] = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]  # and a smooth ramp
+    expected = torch.stack([reference_chain(size)(Image.fromarray(f)) for f in frames])
+    got = frames_to_tensor(frames, size, train=False)
+    assert got.shape == expected.shape == (3, 3, size, size)
+    assert torch.equal(got, expected), float((got - expected).abs().max())
+
+
+def test_training_augments_then_takes_the_reference_chain():
+    frames = np.random.default_rng(1).integers(0, 256, (4, 90, 120, 3), dtype=np.uint8)
+    got = frames_to_tensor(frames, 64, train=True, generator=torch.Generator().manual_seed(7))
+    augmented = augment_clip(torch.from_numpy(frames).permute(0, 3, 1, 2), torch.Generator().manual_seed(7))
+    expected = torch.stack([reference_chain(64)(Image.fromarray(f.permute(1, 2, 0).numpy())) for f in augmented])
+    assert torch.equal(got, expected)
+
+
+def test_resized_size_is_torchvisions_rule():
+    for height, width, size in SHAPES:
+        assert T.Resize(size)(Image.new("RGB", (width, height))).size[::-1] == resized_size(height, width, size)
 
 
 def test_augmentation_is_clip_consistent_and_seeded():

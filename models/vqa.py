@@ -72,6 +72,8 @@ class HBIQAModel(HBIModel):
 
     reference_prefixes = _qa_reference_prefixes()
     input_keys = ("text_ids", "text_mask", "video", "video_mask", "answer")
+    # The QA reference distils the estimators' outputs unmasked (padded cells included), unlike its retrieval.
+    mask_distillation = False
 
     def __init__(self, clip_config: ClipConfig, num_answers: int, agg_module: str = "seqTransf",
                  num_hidden_layers: int = 4, *, kl: float = 0.2, skl: float = 1.0,

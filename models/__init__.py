@@ -18,35 +18,42 @@ MODELS = ("wti", "meanp", "meanmax", "hbi")
 
 
 def build_retrieval_model(clip_config: ClipConfig, model: str = "wti", agg_module: str = "seqTransf",
-                          num_hidden_layers: int = 4, **hbi_options) -> RetrievalModel:
+                          num_hidden_layers: int = 4, *, train_patch_embedding: bool = False,
+                          **hbi_options) -> RetrievalModel:
     """A randomly initialised model of the given sizes (the demo trains one from scratch).
 
+    `train_patch_embedding` (every model): train CLIP's `visual.conv1`, frozen by default as in the reference.
     `hbi_options` (model "hbi" only): `t_rate0 t_rate1 v_rate0 v_rate1 kl skl rate jitter` of `HBIModel`."""
     if model not in MODELS:
         raise ValueError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
     if model == "hbi":
-        return HBIModel(clip_config, agg_module, num_hidden_layers, **hbi_options)
+        return HBIModel(clip_config, agg_module, num_hidden_layers, train_patch_embedding=train_patch_embedding,
+                        **hbi_options)
     if hbi_options:
         raise ValueError(f"options {', '.join(hbi_options)} apply to --model hbi only")
-    return RetrievalModel(clip_config, model, agg_module, num_hidden_layers)
+    return RetrievalModel(clip_config, model, agg_module, num_hidden_layers, train_patch_embedding)
 
 
 def load_retrieval_model(path: str | Path, model: str = "wti", num_hidden_layers: int = 4,
-                         agg_module: str = "seqTransf", **hbi_options) -> RetrievalModel:
-    """Builds a model from a weight file, its sizes read off the tensors.
+                         agg_module: str = "seqTransf", *, train_patch_embedding: bool = False,
+                         **hbi_options) -> RetrievalModel:
+    """Builds a model from a weight file, its sizes read off the tensors; options as `build_retrieval_model`.
 
     - OpenAI CLIP file (TorchScript archive or state dict): CLIP loaded, the new layers initialised as the
       reference does (seqTransf from CLIP's first text blocks).
     - Repository checkpoint (`clip.*` keys, reference or own names): every weight the model needs must be there;
       keys the model does not use (another model's heads) are reported in the log and in `model.unused_keys`.
     """
-    return load_weights(path, lambda config: build_retrieval_model(config, model, agg_module, num_hidden_layers,
-                                                                   **hbi_options), f"model {model!r}")
+    def build(config: ClipConfig) -> RetrievalModel:
+        return build_retrieval_model(config, model, agg_module, num_hidden_layers,
+                                     train_patch_embedding=train_patch_embedding, **hbi_options)
+    return load_weights(path, build, f"model {model!r}")
 
 
 def load_qa_model(path: str | Path, num_answers: int, num_hidden_layers: int = 4, agg_module: str = "seqTransf",
                   **options) -> HBIQAModel:
-    """`load_retrieval_model` for the VQA model; a checkpoint's classifiers must have `num_answers` outputs."""
+    """`load_retrieval_model` for the VQA model; a checkpoint's classifiers must have `num_answers` outputs.
+    `options`: those of `HBIQAModel` (`train_patch_embedding` among them)."""
     def build(config: ClipConfig) -> HBIQAModel:
         return HBIQAModel(config, num_answers, agg_module, num_hidden_layers, **options)
     return load_weights(path, build, "the VQA model")

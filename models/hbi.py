@@ -67,6 +67,7 @@ class HBIModel(RetrievalModel):
     `t_rate0`/`v_rate0`: fraction of text/video tokens kept as action-level clusters; `t_rate1`/`v_rate1`: the
     fraction of those kept at the event level. `kl`, `skl`: weights of the inter-level KL and of the distillation.
     `rate`: default level weights of `score`. `jitter`: the reference's random density noise in the clustering.
+    `train_patch_embedding`: train CLIP's `visual.conv1` (frozen in the reference).
     """
 
     reference_prefixes = _hbi_reference_prefixes()
@@ -77,8 +78,8 @@ class HBIModel(RetrievalModel):
     def __init__(self, clip_config: ClipConfig, agg_module: str = "seqTransf", num_hidden_layers: int = 4, *,
                  t_rate0: float = 0.25, t_rate1: float = 0.5, v_rate0: float = 0.25, v_rate1: float = 0.5,
                  kl: float = 0.2, skl: float = 1.0, rate: tuple[float, float, float] = (1.0, 0.0, 0.0),
-                 jitter: bool = True):
-        super().__init__(clip_config, "wti", agg_module, num_hidden_layers)
+                 jitter: bool = True, train_patch_embedding: bool = False):
+        super().__init__(clip_config, "wti", agg_module, num_hidden_layers, train_patch_embedding)
         width = clip_config.text_width
         self.kl = kl
         self.skl = skl

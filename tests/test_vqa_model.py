@@ -179,8 +179,9 @@ def test_training_step_reaches_every_trained_part_and_skips_the_teacher_without_
     losses["total"].backward()
     assert calls == [] and torch.isfinite(losses["total"])
     for name in ("answer_heads.2.classifier.2.weight", "answer_heads.0.t_weight.0.weight",
-                 "text_stages.1.merge.score.weight", "clip.visual.conv1.weight"):
+                 "text_stages.1.merge.score.weight", "clip.visual.transformer.resblocks.0.attn.in_proj_weight"):
         assert net.get_parameter(name).grad.abs().sum() > 0, name
+    assert net.get_parameter("clip.visual.conv1.weight").grad is None  # frozen, as in the reference
     with_teacher = model(skl=1.0).train()
     with_teacher.teacher.register_forward_hook(lambda *_: calls.append(1))
     with_teacher(*inputs())

@@ -1,12 +1,21 @@
 """CLIP's patch embedding (`visual.conv1`) is frozen by default, as the reference's CLIP; an option trains it."""
+import json
+
 import pytest
 import torch
 
+import main_retrieval
+import main_vqa
 from models import HBIModel, HBIQAModel, load_qa_model, load_retrieval_model
+from modules.config import parse_with_config
+from modules.flags import retrieval_parser
 from modules.optim import param_groups
+from modules.vqa_flags import vqa_parser
 from tests.test_vqa_model import ANSWERS, CONFIG, inputs
 
 CONV1 = "clip.visual.conv1.weight"
+ARCH = json.dumps({"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 64, "vision_layers": 1,
+                   "context_length": 16, "vocab_size": 49408, "text_width": 64, "text_layers": 1})
 
 
 def build(qa: bool, **options) -> HBIModel:
@@ -51,3 +60,19 @@ def test_loading_weights_keeps_the_choice(tmp_path, train_patch_embedding):
         assert conv1.requires_grad == train_patch_embedding
         torch.testing.assert_close(conv1, net.get_parameter(CONV1), rtol=0, atol=0)
         assert all(p.requires_grad for n, p in model.clip.named_parameters() if not n.startswith("visual.conv1"))
+
+
+@pytest.mark.parametrize("flag", [None, "0", "1"])
+def test_flag_reaches_both_entry_scripts(flag):
+    extra = [] if flag is None else ["--train_patch_embedding", flag]
+    cfg = parse_with_config(retrieval_parser(), ["--clip_arch", ARCH, "--num_hidden_layers", "1", *extra])
+    retrieval = main_retrieval.build_backbone_model(cfg)
+    cfg = parse_with_config(vqa_parser(), ["--clip_arch", ARCH, "--num_hidden_layers", "1", *extra])
+    qa = main_vqa.build_model(cfg, ANSWERS)
+    for model in (retrieval, qa):
+        assert model.get_parameter(CONV1).requires_grad == (flag == "1")
+
+
+def test_vqa_stops_when_freeze_layer_num_would_freeze_it_anyway():
+    with pytest.raises(SystemExit, match="--train_patch_embedding 1 needs --freeze_layer_num -1"):
+        main_vqa.main(["--do_train", "--clip_arch", ARCH, "--train_patch_embedding", "1"])

@@ -43,7 +43,7 @@ def build_model(cfg) -> torch.nn.Module:
 def build_backbone_model(cfg) -> torch.nn.Module:
     """From --init_model, else OpenAI CLIP weights (--clip_path / --base_encoder), else --clip_arch sizes."""
     kwargs = dict(model=cfg.model, num_hidden_layers=cfg.num_hidden_layers, agg_module=cfg.agg_module,
-                  **hbi_options(cfg))
+                  train_patch_embedding=bool(cfg.train_patch_embedding), **hbi_options(cfg))
     if cfg.init_model:
         return load_retrieval_model(cfg.init_model, **kwargs)
     weights = clip_weights_path(cfg)

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     cfg = parse_with_config(vqa_parser(), argv)
     if not (cfg.do_train or cfg.do_eval):
         raise SystemExit("nothing to do: pass --do_train and/or --do_eval")
+    if cfg.train_patch_embedding and cfg.freeze_layer_num >= 0:  # otherwise the flag would do nothing
+        raise SystemExit(f"--train_patch_embedding 1 needs --freeze_layer_num -1: --freeze_layer_num "
+                         f"{cfg.freeze_layer_num} freezes CLIP's embeddings, the patch embedding among them")
     dist, output_dir, log = start_run(cfg)
     if cfg.demo_data:
         if dist.is_main:
@@ -104,8 +107,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     log.info(f"{dist.world_size} process(es) on {dist.device}; run folder {output_dir}")
     vocab = load_answer_vocab(cfg.data_path)
     model = build_model(cfg, len(vocab)).to(dist.device)
-    frozen = freeze_clip_layers(model.clip, cfg.freeze_layer_num)
-    log.info(f"{len(vocab)} answers; {len(frozen)} CLIP tensors frozen (--freeze_layer_num {cfg.freeze_layer_num})")
+    freeze_clip_layers(model.clip, cfg.freeze_layer_num)
+    frozen = sum(not p.requires_grad for p in model.clip.parameters())  # the patch embedding counts too
+    log.info(f"{len(vocab)} answers; {frozen} CLIP tensors frozen (--freeze_layer_num {cfg.freeze_layer_num}, "
+             f"--train_patch_embedding {cfg.train_patch_embedding})")
     if cfg.do_train and cfg.skl and not cfg.estimator:
         log.info("no --estimator: distilling an untrained teacher, as the reference does (or pass --skl 0)")
     majority = majority_answer(cfg, vocab, log)

@@ -47,7 +47,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     add_backbone_flags(g, "ViT-B/16")
     g.add_argument("--freeze_layer_num", type=int, default=0,
                    help="CLIP blocks below this index and CLIP's embeddings are frozen, as the reference's "
-                        "--freeze_layer_num; -1 trains all of CLIP")
+                        "--freeze_layer_num; -1 trains all of CLIP except the patch embedding unless "
+                        "--train_patch_embedding 1")
     g.add_argument("--answer_dropout", type=float, default=0.1, help="dropout before each answer classifier")
 
 
@@ -78,4 +79,5 @@ def qa_model_options(cfg: argparse.Namespace) -> dict:
     options = {name: getattr(cfg, name) for name in HBI_FLAGS}
     options["rate"] = tuple(options["rate"])
     options["dropout"] = cfg.answer_dropout
+    options["train_patch_embedding"] = bool(cfg.train_patch_embedding)
     return options

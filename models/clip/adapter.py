@@ -68,16 +68,19 @@ class ClipBackbone(CLIP):
     """open_clip's CLIP with the two encoders the retrieval models need.
 
     Parameter names are OpenAI's (`visual.*`, `transformer.*`, `token_embedding.weight`, ...), so the state dict
-    of this module is an OpenAI CLIP state dict.
+    of this module is an OpenAI CLIP state dict. The patch embedding (`visual.conv1`) is frozen unless
+    `train_patch_embedding`: the reference's CLIP never trains it, in retrieval and VQA alike.
     """
 
-    def __init__(self, config: ClipConfig):
+    def __init__(self, config: ClipConfig, train_patch_embedding: bool = False):
         vision = CLIPVisionCfg(layers=config.vision_layers, width=config.vision_width,
                                patch_size=config.patch_size, image_size=config.image_size)
         text = CLIPTextCfg(context_length=config.context_length, vocab_size=config.vocab_size,
                            width=config.text_width, heads=config.text_heads, layers=config.text_layers)
         super().__init__(config.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=True)
         self.config = config
+        # Set once here: load_state_dict copies values in place and leaves requires_grad as it is.
+        self.visual.conv1.requires_grad_(train_patch_embedding)
 
     def encode_text_tokens(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) ids and mask -> (B, L, D) features.

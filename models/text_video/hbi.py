@@ -67,15 +67,19 @@ class HBIModel(RetrievalModel):
     `t_rate0`/`v_rate0`: fraction of text/video tokens kept as action-level clusters; `t_rate1`/`v_rate1`: the
     fraction of those kept at the event level. `kl`, `skl`: weights of the inter-level KL and of the distillation.
     `rate`: default level weights of `score`. `jitter`: the reference's random density noise in the clustering.
+    `train_patch_embedding`: train CLIP's `visual.conv1` (frozen in the reference).
     """
 
     reference_prefixes = _hbi_reference_prefixes()
+    # The retrieval reference zeroes student and teacher outputs at padded word/frame cells before the
+    # distillation KL, so the student is not taught the teacher's values on padding (merged levels: all real).
+    mask_distillation = True
 
     def __init__(self, clip_config: ClipConfig, agg_module: str = "seqTransf", num_hidden_layers: int = 4, *,
                  t_rate0: float = 0.25, t_rate1: float = 0.5, v_rate0: float = 0.25, v_rate1: float = 0.5,
                  kl: float = 0.2, skl: float = 1.0, rate: tuple[float, float, float] = (1.0, 0.0, 0.0),
-                 jitter: bool = True):
-        super().__init__(clip_config, "wti", agg_module, num_hidden_layers)
+                 jitter: bool = True, train_patch_embedding: bool = False):
+        super().__init__(clip_config, "wti", agg_module, num_hidden_layers, train_patch_embedding)
         width = clip_config.text_width
         self.kl = kl
         self.skl = skl
@@ -159,12 +163,17 @@ class HBIModel(RetrievalModel):
         """(Nt, Lw, D), (Nt, Lw), (Nv, F, D), (Nv, F) -> (Nt, Nv) similarities, text rows."""
         return self.score(self.prepare_text(text, text_mask), self.prepare_video(video, video_mask), rate)
 
-    def _distillation(self, student: BanzhafEstimator, maps: torch.Tensor) -> torch.Tensor:
-        """KL of the student's maps towards the frozen teacher's, over frames and, as the reference's `.T` on
-        3-D tensors did, over the batch axis of the reversed tensor."""
+    def _distillation(self, student: BanzhafEstimator, maps: torch.Tensor, text_mask: torch.Tensor,
+                      video_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) maps, (B, T) and (B, V) masks -> KL of the student's maps towards the frozen teacher's, over
+        frames and, as the reference's `.T` on 3-D tensors did, over the batch axis of the reversed tensor.
+        With `mask_distillation` both outputs are zeroed at padded cells first."""
         predicted = student(maps)
         with torch.no_grad():
             target = self.teacher(maps.detach())
+        if self.mask_distillation:
+            cells = text_mask[:, :, None].to(predicted.dtype) * video_mask[:, None, :].to(predicted.dtype)
+            predicted, target = predicted * cells, target * cells
         return softmax_kl(predicted, target) + softmax_kl(_reversed(predicted), _reversed(target))
 
     def level_losses(self, text_items: HierarchyItems, video_items: HierarchyItems
@@ -180,7 +189,8 @@ class HBIModel(RetrievalModel):
             sims.append(level_sims)
             losses[name] = symmetric_infonce(level_sims, scale)
             if self.skl:  # skl 0 trains without an estimator: the teacher is not run at all
-                losses[name] = losses[name] + self.skl * self._distillation(student, paired_maps(t, v))
+                distilled = self._distillation(student, paired_maps(t, v), t.mask, v.mask)
+                losses[name] = losses[name] + self.skl * distilled
         return losses, sims
 
     def training_losses(self, text_ids: torch.Tensor, text_mask: torch.Tensor, frames: torch.Tensor,

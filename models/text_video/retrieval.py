@@ -24,7 +24,8 @@ class RetrievalModel(nn.Module):
     """CLIP features per word and per frame, temporal aggregation over frames, and a text-video interaction.
 
     `interaction`: "wti" (weighted token-wise), "meanmax" (token-wise with plain means) or "meanp" (sentence vs
-    mean frame). `agg_module`: "seqTransf" or "meanP".
+    mean frame). `agg_module`: "seqTransf" or "meanP". `train_patch_embedding`: train CLIP's `visual.conv1`, which
+    the reference keeps frozen.
     """
 
     reference_prefixes = WTI_REFERENCE_PREFIXES
@@ -32,14 +33,14 @@ class RetrievalModel(nn.Module):
     input_keys = ("text_ids", "text_mask", "video", "video_mask")
 
     def __init__(self, clip_config: ClipConfig, interaction: str = "wti", agg_module: str = "seqTransf",
-                 num_hidden_layers: int = 4):
+                 num_hidden_layers: int = 4, train_patch_embedding: bool = False):
         super().__init__()
         if clip_config.embed_dim != clip_config.text_width:
             # The temporal blocks and weight MLPs are text-width layers applied to embed_dim features.
             raise ValueError(f"CLIP embed_dim {clip_config.embed_dim} must equal its text width "
                              f"{clip_config.text_width} (true of every OpenAI ViT CLIP)")
         self.interaction_name = interaction
-        self.clip = ClipBackbone(clip_config)
+        self.clip = ClipBackbone(clip_config, train_patch_embedding)
         width = clip_config.text_width
         self.temporal = build_temporal(agg_module, width, num_hidden_layers, clip_config.text_heads,
                                        clip_config.context_length)

@@ -10,7 +10,8 @@ from models.vqa.model import HBIQAModel
 
 def load_qa_model(path: str | Path, num_answers: int, num_hidden_layers: int = 4, agg_module: str = "seqTransf",
                   **options) -> HBIQAModel:
-    """`load_weights` for the VQA model; a checkpoint's classifiers must have `num_answers` outputs."""
+    """`load_weights` for the VQA model; a checkpoint's classifiers must have `num_answers` outputs.
+    `options`: those of `HBIQAModel` (`train_patch_embedding` among them)."""
     def build(config: ClipConfig) -> HBIQAModel:
         return HBIQAModel(config, num_answers, agg_module, num_hidden_layers, **options)
     return load_weights(path, build, "the VQA model")

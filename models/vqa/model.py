@@ -72,14 +72,16 @@ class HBIQAModel(HBIModel):
 
     reference_prefixes = _qa_reference_prefixes()
     input_keys = ("text_ids", "text_mask", "video", "video_mask", "answer")
+    # The QA reference distils the estimators' outputs unmasked (padded cells included), unlike its retrieval.
+    mask_distillation = False
 
     def __init__(self, clip_config: ClipConfig, num_answers: int, agg_module: str = "seqTransf",
                  num_hidden_layers: int = 4, *, kl: float = 0.2, skl: float = 1.0,
                  rate: tuple[float, float, float] = QA_LEVEL_WEIGHTS, dropout: float = 0.1, jitter: bool = True,
-                 **merge_rates: float):
+                 train_patch_embedding: bool = False, **merge_rates: float):
         rates = {**QA_MERGE_RATES, **merge_rates}
         super().__init__(clip_config, agg_module, num_hidden_layers, kl=kl, skl=skl, rate=rate, jitter=jitter,
-                         **rates)
+                         train_patch_embedding=train_patch_embedding, **rates)
         if num_answers < 1:
             raise ValueError(f"num_answers must be positive, got {num_answers}")
         self.num_answers = num_answers

@@ -49,6 +49,8 @@ def add_backbone_flags(g, base_encoder: str) -> None:
                    help="JSON sizes of a randomly initialised CLIP (demo and tests), e.g. "
                         '{"embed_dim": 128, "image_size": 64, ...}')
     g.add_argument("--init_model", default=None, help="a checkpoint of this repository or a released one")
+    g.add_argument("--train_patch_embedding", type=int, default=0,
+                   help="1 trains CLIP's patch embedding (visual.conv1), which the reference keeps frozen")
 
 
 def add_hbi_flags(p: argparse.ArgumentParser, title: str = "HBI (--model hbi only)", t_rate1: float = 0.5,

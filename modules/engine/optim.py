@@ -86,7 +86,8 @@ _ALWAYS_TRAINED = ("ln_final.", "text_projection", "logit_scale", "visual.ln_pos
 def freeze_clip_layers(clip: nn.Module, freeze_layer_num: int) -> list[str]:
     """The reference's `--freeze_layer_num N`: CLIP's transformer blocks below N and its embeddings (token,
     position, patch, class, ln_pre) stop training; blocks from N up and the output layers train. -1 freezes
-    nothing. Returns the frozen parameter names."""
+    nothing more (the patch embedding stays as the model was built: frozen unless `train_patch_embedding`).
+    Returns the names this call froze."""
     if freeze_layer_num < 0:
         return []
     frozen = []

@@ -97,35 +97,79 @@ def _kl(x, target):
     return (p * (p.log() - F.log_softmax(x, -1))).mean()
 
 
+def _reversed(x):
+    """The reference's `.T` on a 3-D tensor (PyTorch of its time): every dim reversed."""
+    return x.permute(2, 1, 0)
+
+
+def _reference_losses(net, ids, text_mask, frames, video_mask, answers, kl: float, skl: float) -> dict:
+    """The QA reference's loss terms, written from its equations: per level 0.5 x (contrastive + skl x
+    distillation) + answer cross-entropy; the estimators see the masked diagonal maps and their outputs are
+    used unmasked."""
+    text = net.encode_text(ids, text_mask)
+    video = net.encode_video(frames, video_mask)
+    t_levels = net.merge_levels(text, text_mask, "text")
+    v_levels = net.merge_levels(video, video_mask, "video")
+    scale = net.clip.logit_scale.exp()
+    terms, logits = {}, []
+    for i, (name, t, v) in enumerate(zip(("entity", "action", "event"), t_levels, v_levels)):
+        head = net.heads[i]
+        sims = _reference_wti(t, v, text_mask, video_mask, head.text_weight_fc, head.video_weight_fc, i == 0)
+        labels = torch.arange(len(sims))
+        contrastive = (F.cross_entropy(sims * scale, labels) + F.cross_entropy(sims.T * scale, labels)) / 2
+        if skl:
+            maps = torch.einsum("btd,bvd->btv", F.normalize(t, dim=-1), F.normalize(v, dim=-1))
+            if i == 0:
+                maps = maps * text_mask[:, :, None] * video_mask[:, None, :]
+            student, teacher = net.students[i](maps), net.teacher(maps.detach()).detach()
+            contrastive = contrastive + skl * (_kl(student, teacher) + _kl(_reversed(student), _reversed(teacher)))
+        answer_head = net.answer_heads[i]
+        tw = answer_head.t_weight(t).squeeze(-1).softmax(-1)
+        vw = answer_head.v_weight(v).squeeze(-1).softmax(-1)
+        tm = text_mask[..., None] if i == 0 else 1
+        vm = video_mask[..., None] if i == 0 else 1
+        pooled = torch.cat([answer_head.v_proj(torch.einsum("btd,bt->bd", v * vm, vw)),
+                            answer_head.t_proj(torch.einsum("btd,bt->bd", t * tm, tw))], -1)
+        logits.append(answer_head.classifier(pooled))
+        terms[name] = contrastive * 0.5 + F.cross_entropy(logits[-1], answers)
+    terms["total"] = sum(terms.values()) + kl * (_kl(logits[1], logits[0]) + _kl(logits[2], logits[0]))
+    terms["levels"] = (t_levels, v_levels)
+    return terms
+
+
 def test_training_loss_is_the_reference_sum():
     net = model(kl=2.0, skl=0.0).eval()  # eval: no dropout, no density jitter; skl 0: no teacher
-    ids, text_mask, frames, video_mask, answers = inputs()
+    args = inputs()
     with torch.no_grad():
-        losses = net.training_losses(ids, text_mask, frames, video_mask, answers)
-        text = net.encode_text(ids, text_mask)
-        video = net.encode_video(frames, video_mask)
-        t_levels = net.merge_levels(text, text_mask, "text")
-        v_levels = net.merge_levels(video, video_mask, "video")
-        scale = net.clip.logit_scale.exp()
-        total, logits = 0.0, []
-        for i, (t, v) in enumerate(zip(t_levels, v_levels)):
-            head = net.heads[i]
-            sims = _reference_wti(t, v, text_mask, video_mask, head.text_weight_fc, head.video_weight_fc, i == 0)
-            labels = torch.arange(len(sims))
-            contrastive = (F.cross_entropy(sims * scale, labels) + F.cross_entropy(sims.T * scale, labels)) / 2
-            answer_head = net.answer_heads[i]
-            tw = answer_head.t_weight(t).squeeze(-1).softmax(-1)
-            vw = answer_head.v_weight(v).squeeze(-1).softmax(-1)
-            tm = text_mask[..., None] if i == 0 else 1
-            vm = video_mask[..., None] if i == 0 else 1
-            pooled = torch.cat([answer_head.v_proj(torch.einsum("btd,bt->bd", v * vm, vw)),
-                                answer_head.t_proj(torch.einsum("btd,bt->bd", t * tm, tw))], -1)
-            logits.append(answer_head.classifier(pooled))
-            total = total + contrastive * 0.5 + F.cross_entropy(logits[-1], answers)
-        total = total + 2.0 * (_kl(logits[1], logits[0]) + _kl(logits[2], logits[0]))
-    torch.testing.assert_close(losses["total"], total, rtol=1e-5, atol=1e-6)
+        losses = net.training_losses(*args)
+        expected = _reference_losses(net, *args, kl=2.0, skl=0.0)
+    torch.testing.assert_close(losses["total"], expected["total"], rtol=1e-5, atol=1e-6)
+    t_levels, v_levels = expected["levels"]
     assert t_levels[1].shape[1] == 3 and t_levels[2].shape[1] == 1  # 10 words -> ceil(2.5) -> ceil(0.375)
     assert v_levels[1].shape[1] == 1 and v_levels[2].shape[1] == 1
+
+
+def test_distillation_is_unmasked_as_in_the_qa_reference():
+    """Unlike retrieval HBI, the QA reference uses the estimators' outputs at padded cells too: every loss term
+    and every gradient equal the unmasked equations, and masking would change them."""
+    net = model(kl=2.0, skl=1.0).eval()
+    args = inputs()
+    params = [p for p in net.parameters() if p.requires_grad]
+    losses = net.training_losses(*args)
+    expected = _reference_losses(net, *args, kl=2.0, skl=1.0)
+    for name in ("total", "entity", "action", "event"):
+        torch.testing.assert_close(losses[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    grads = torch.autograd.grad(losses["total"], params, allow_unused=True)
+    expected_grads = torch.autograd.grad(expected["total"], params, allow_unused=True)
+    for param, got, want in zip(params, grads, expected_grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    net.mask_distillation = True  # the retrieval model's choice: these inputs have padding, so it must show
+    with torch.no_grad():
+        masked = net.training_losses(*args)
+    assert (masked["entity"] - losses["entity"]).abs() > 1e-4
+    torch.testing.assert_close(masked["action"], losses["action"])
 
 
 def test_training_step_reaches_every_trained_part_and_skips_the_teacher_without_skl():
@@ -136,8 +180,9 @@ def test_training_step_reaches_every_trained_part_and_skips_the_teacher_without_
     losses["total"].backward()
     assert calls == [] and torch.isfinite(losses["total"])
     for name in ("answer_heads.2.classifier.2.weight", "answer_heads.0.t_weight.0.weight",
-                 "text_stages.1.merge.score.weight", "clip.visual.conv1.weight"):
+                 "text_stages.1.merge.score.weight", "clip.visual.transformer.resblocks.0.attn.in_proj_weight"):
         assert net.get_parameter(name).grad.abs().sum() > 0, name
+    assert net.get_parameter("clip.visual.conv1.weight").grad is None  # frozen, as in the reference
     with_teacher = model(skl=1.0).train()
     with_teacher.teacher.register_forward_hook(lambda *_: calls.append(1))
     with_teacher(*inputs())

@@ -20,10 +20,10 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from modules.engine.checkpoint import atomic_write
-from modules.evaluation.metrics import geometric_mean, retrieval_metrics, v2t_metrics
+from modules.engine.tables import write_markdown
+from modules.evaluation.metrics import DIRECTIONS, direction_metrics, ranking_table
+from modules.evaluation.retrieval import load_text_to_video
 from modules.qbnorm import MODES, WEIGHTED_MODES, load_sims, qb_norm, qb_norm_weighted
-
-COLUMNS = ("R1", "R5", "R10", "R50", "MdR", "MnR", "GM")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--qbnorm_k", type=int, default=1, help="top-k of every querybank row forms the activation set")
     p.add_argument("--qbnorm_beta", type=float, default=20.0, help="inverse temperature")
     p.add_argument("--qbnorm_method", choices=MODES, default="dynamic")
-    p.add_argument("--metric", choices=("t2v", "v2t"), default="t2v")
+    p.add_argument("--metric", choices=list(DIRECTIONS), default="t2v")
     p.add_argument("--queries_per_video", type=int, default=1,
                    help="text i belongs to video i // queries_per_video (ignored with --text_to_video)")
     p.add_argument("--text_to_video", type=Path, default=None,
@@ -49,37 +49,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--chunk_rows", type=int, default=4096, help="rows per chunk (bounds memory)")
     p.add_argument("--out", type=Path, default=None, help="save the normalised matrix (.npy) and a .md table")
     return p.parse_args(argv)
-
-
-def load_text_to_video(path: Path, num_texts: int, num_videos: int) -> np.ndarray:
-    """The ``text_to_video`` list of an evaluation's ids file, checked against the matrix shape."""
-    try:
-        ids = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the ids JSON ({err})") from None
-    if not isinstance(ids, dict) or "text_to_video" not in ids:
-        raise ValueError(f"{path}: expected a JSON object with key 'text_to_video' (and 'rows', 'cols')")
-    for key, expected in (("rows", num_texts), ("cols", num_videos), ("text_to_video", num_texts)):
-        if key in ids and len(ids[key]) != expected:
-            raise ValueError(f"{path}: key '{key}' has {len(ids[key])} entries, the test matrix needs {expected}")
-    return np.asarray(ids["text_to_video"], dtype=np.int64)
-
-
-def score(sims: np.ndarray, metric: str, queries_per_video: int,
-          text_to_video: Optional[np.ndarray]) -> Dict[str, float]:
-    """Metrics of (texts, videos) ``sims`` with the geometric mean of R1/R5/R10 added as ``GM``."""
-    fn = retrieval_metrics if metric == "t2v" else v2t_metrics
-    metrics = fn(sims, queries_per_video=queries_per_video, text_to_video=text_to_video)
-    metrics["GM"] = geometric_mean(metrics)
-    return metrics
-
-
-def markdown_table(rows: Dict[str, Dict[str, float]]) -> str:
-    """A Markdown table: one line per named metrics dict, columns ``COLUMNS``."""
-    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, metrics in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{metrics[c]:.1f}" for c in COLUMNS) + " |")
-    return "\n".join(lines)
 
 
 def check_shapes(args: argparse.Namespace, tests: List[np.ndarray], banks: List[np.ndarray]) -> None:
@@ -119,15 +88,15 @@ def run(args: argparse.Namespace) -> Dict:
     if args.text_to_video is not None:
         text_to_video = load_text_to_video(args.text_to_video, *test.shape)
     after = normalise(args, tests, banks, weights)
-    before_metrics = score(test, args.metric, args.queries_per_video, text_to_video)
-    after_metrics = score(after, args.metric, args.queries_per_video, text_to_video)
-    table = markdown_table({"before": before_metrics, "after QB-Norm": after_metrics})
+    before_metrics = direction_metrics(test, args.metric, args.queries_per_video, text_to_video)
+    after_metrics = direction_metrics(after, args.metric, args.queries_per_video, text_to_video)
+    table = ranking_table({"before": before_metrics, "after QB-Norm": after_metrics})
     print(f"{args.metric}, {args.qbnorm_method} inverted softmax, k={args.qbnorm_k}, beta={args.qbnorm_beta}, "
           f"querybank {bank.shape[0]} x {bank.shape[1]}, test {test.shape[0]} x {test.shape[1]}")
     print(table)
     if args.out is not None:
         atomic_write(args.out, lambda f: np.save(f, after))
-        atomic_write(args.out.with_suffix(".md"), lambda f: f.write((table + "\n").encode()))
+        write_markdown(args.out.with_suffix(".md"), table)
     return {"metric": args.metric, "method": args.qbnorm_method, "k": args.qbnorm_k, "beta": args.qbnorm_beta,
             "terms": len(tests), "term_weights": weights, "qbnorm_mode": args.qbnorm_mode if len(tests) > 1 else None,
             "querybank_shape": list(bank.shape), "test_shape": list(test.shape),

@@ -1,4 +1,4 @@
-"""Training the Banzhaf-interaction estimator on labels generated from a frozen retrieval model.
+"""Glue of the Banzhaf-interaction estimator: trained on labels generated from a frozen retrieval model.
 
 As the reference: the retrieval model (CLIP, temporal blocks, entity-level weights) is frozen; for every
 caption-video pair of a batch its entity-level word-frame map is computed, the Banzhaf-interaction label of that
@@ -7,16 +7,26 @@ Unlike the reference, a held-out split is measured every epoch: MSE and the rank
 """
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from models.text_video.estimator import BanzhafEstimator
 from models.text_video.interaction import paired_maps
-from modules.banzhaf import banzhaf_labels
-from modules.engine.distributed import DistInfo, gather_rows, shard_indices
+from modules import text_video
+from modules.banzhaf import DEFINITIONS, banzhaf_labels
+from modules.engine.distributed import DistInfo, gather_rows
+from modules.engine.flags import add_run_flags, add_train_flags
+from modules.engine.run import RunParts, Task
+from modules.engine.run_log import RunLog
+from modules.engine.trainer import Selection
+from modules.evaluation.common import evaluating, shard_loader
+
+TASK = Task(Selection("mse", higher_is_better=False, summary_keys=("mse", "spearman")))
 
 
 def entity_maps(model: nn.Module, text_ids, text_mask, frames, video_mask) -> tuple:
@@ -37,6 +47,10 @@ class EstimatorTask(nn.Module):
         self.retrieval = retrieval.requires_grad_(False).eval()
         self.estimator = estimator
         self.samples, self.definition = samples, definition
+
+    @property
+    def input_spec(self) -> dict:
+        return self.retrieval.input_spec
 
     def train(self, mode: bool = True) -> "EstimatorTask":
         super().train(mode)
@@ -78,23 +92,51 @@ def rank_correlations(pred: torch.Tensor, labels: torch.Tensor, cells: torch.Ten
 @torch.no_grad()
 def evaluate_estimator(task: EstimatorTask, dataset, dist: DistInfo, batch_size: int, workers: int) -> dict | None:
     """Held-out MSE and rank correlation; labels are drawn with a fixed seed so epochs are comparable."""
-    was_training = task.training
-    task.eval()
-    torch.manual_seed(0)
-    shard = Subset(dataset, list(shard_indices(len(dataset), dist.rank, dist.world_size)))
     errors, correlations = [], []
-    for batch in tqdm(DataLoader(shard, batch_size=batch_size, num_workers=workers), desc="held-out labels",
-                      disable=not dist.is_main, leave=False):
-        text_ids, text_mask, frames, video_mask = (batch[k].to(dist.device) for k in
-                                                   ("text_ids", "text_mask", "video", "video_mask"))
-        maps, labels = task.maps_and_labels(text_ids, text_mask, frames, video_mask)
-        pred = task.predict(maps, text_mask, video_mask)
-        cells = text_mask[:, :, None] * video_mask[:, None, :]
-        errors.append(((pred - labels) ** 2).sum((1, 2)) / cells.sum((1, 2)))
-        correlations.append(rank_correlations(pred.cpu(), labels.cpu(), cells.cpu()))
-    task.train(was_training)
+    with evaluating(task):
+        torch.manual_seed(0)
+        for batch in tqdm(shard_loader(dataset, dist, batch_size, workers), desc="held-out labels",
+                          disable=not dist.is_main, leave=False):
+            text_ids, text_mask, frames, video_mask = (batch[k].to(dist.device) for k in task.input_keys)
+            maps, labels = task.maps_and_labels(text_ids, text_mask, frames, video_mask)
+            pred = task.predict(maps, text_mask, video_mask)
+            cells = text_mask[:, :, None] * video_mask[:, None, :]
+            errors.append(((pred - labels) ** 2).sum((1, 2)) / cells.sum((1, 2)))
+            correlations.append(rank_correlations(pred.cpu(), labels.cpu(), cells.cpu()))
     mse = gather_rows(torch.cat(errors))
     rho = gather_rows(torch.cat(correlations).to(dist.device))
     if not dist.is_main:
         return None
     return {"mse": float(mse.mean()), "spearman": float(rho.nanmean()), "num_pairs": int(len(mse))}
+
+
+def parser() -> argparse.ArgumentParser:
+    """banzhaf_estimator.py: the retrieval model's data and model flags, the estimator's, training."""
+    p = argparse.ArgumentParser(description="Train the Banzhaf-interaction estimator on labels from a frozen "
+                                            "retrieval model.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    text_video.add_data_flags(p)
+    text_video.add_model_flags(p, training=False)
+    g = p.add_argument_group("estimator")
+    g.add_argument("--banzhaf_samples", type=int, default=100, help="Monte-Carlo coalitions per label")
+    g.add_argument("--banzhaf_definition", default="reference", choices=list(DEFINITIONS),
+                   help="the reference's label, or the textbook Banzhaf interaction index")
+    add_train_flags(p, do_eval=False)
+    add_run_flags(p)
+    return p
+
+
+# Keys of a retrieval training preset (e.g. config/demo.yaml) that the estimator's run does not use.
+PRESET_KEYS_NOT_USED = frozenset({"do_eval", "estimator", "kl", "skl", "train_patch_embedding"})
+
+
+def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:
+    task = EstimatorTask(text_video.build_model(cfg), BanzhafEstimator(), cfg.banzhaf_samples,
+                         cfg.banzhaf_definition).to(dist.device)
+    train_set, = text_video.datasets(cfg, "train", task.input_spec, ("pairs",))
+    held_out, = text_video.datasets(cfg, "test", task.input_spec, ("pairs",))
+    log.info(f"estimator: {len(train_set)} training pairs, {len(held_out)} held-out pairs, "
+             f"{cfg.banzhaf_samples} samples per label ({cfg.banzhaf_definition} definition)")
+
+    def validate(model: EstimatorTask) -> dict | None:
+        return evaluate_estimator(model, held_out, dist, cfg.batch_size_val, cfg.workers)
+    return RunParts(task, lambda: train_set, validate)

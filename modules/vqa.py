@@ -1,19 +1,31 @@
-"""Command-line flags of main_vqa.py: the names of the HBI MSRVTT-QA commands, and the shared training flags."""
+"""Glue of video question answering (MSRVTT-QA format): flags, model, question sets, evaluator, table.
+
+Accuracy is reported under two protocols side by side: the standard one (every test question; an answer outside
+the vocabulary is wrong) and the reference's (such questions dropped).
+"""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from modules.engine.flags import HBI_FLAGS, add_backbone_flags, add_hbi_flags, add_train_flags
+from torch import nn
 
-# The reference numbers its frame-selection modes.
-_SLICE_NAMES = {"0": "head", "1": "tail", "2": "uniform", "head": "head", "tail": "tail", "uniform": "uniform"}
+from dataloaders.qa.msrvtt_qa import QADataset, build_qa_dataset, load_answer_vocab, load_questions, majority_label
+from dataloaders.synthetic.qa import generate_demo_qa
+from dataloaders.tokenizer import ClipTokenizer
+from models.vqa import HBIQAModel
+from models.weights import read_state_dict
+from modules.clip_video import add_backbone_flags, add_hbi_flags, add_video_flags, build_clip_model, hbi_options, \
+    video_options
+from modules.engine.distributed import DistInfo, barrier
+from modules.engine.flags import add_run_flags, add_train_flags
+from modules.engine.run import Evaluator, RunParts, Task
+from modules.engine.run_log import RunLog
+from modules.engine.trainer import Selection
+from modules.evaluation.qa import evaluate_qa
+from modules.evaluation.qa_metrics import qa_table
 
-
-def slice_mode(text: str) -> str:
-    """`--slice_framepos`: 0/head, 1/tail or 2/uniform."""
-    if str(text) not in _SLICE_NAMES:
-        raise argparse.ArgumentTypeError(f"expected 0/head, 1/tail or 2/uniform, got {text!r}")
-    return _SLICE_NAMES[str(text)]
+TASK = Task(Selection("acc_top1", summary_keys=("acc_top1", "acc_top5", "acc_top1_reference")), qa_table)
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -21,25 +33,13 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train_csv", default="data/msrvtt_qa/train.jsonl", help="training questions")
     g.add_argument("--val_csv", default="data/msrvtt_qa/test.jsonl",
                    help="questions evaluated after every epoch (the best epoch is kept) and, without --test_csv, "
-                        "at the end")
+                        "by --do_eval")
     g.add_argument("--test_csv", default=None, help="questions of the final evaluation (default: --val_csv)")
     g.add_argument("--data_path", default="data/msrvtt_qa/train_ans2label.json",
                    help="answer vocabulary: JSON object answer -> class id 0..N-1")
-    g.add_argument("--features_path", default="data/msrvtt/videos", help="folder of <video_id>.mp4")
     g.add_argument("--demo_data", default=None,
                    help="write the synthetic demo clips and questions into this folder first (reused when complete)")
-    g.add_argument("--max_words", type=int, default=32)
-    g.add_argument("--max_frames", type=int, default=12)
-    g.add_argument("--feature_framerate", "--video_framerate", dest="video_framerate", type=float, default=1.0,
-                   help="frames per second read before sub-sampling")
-    g.add_argument("--slice_framepos", type=slice_mode, default="uniform",
-                   help="frames kept when a video has more than --max_frames: 0/head, 1/tail, 2/uniform")
-    g.add_argument("--video_backend", default="decord", choices=["decord", "opencv"])
-    g.add_argument("--skip_bad_videos", type=int, default=0,
-                   help="training only: skip unreadable videos (counted in the log) instead of stopping")
-    g.add_argument("--train_augment", type=int, default=1, help="clip-consistent RandAugment on training videos")
-    g.add_argument("--num_thread_reader", "--workers", dest="workers", type=int, default=4,
-                   help="data-loading processes per GPU/process")
+    add_video_flags(p)
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -50,6 +50,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                         "--freeze_layer_num; -1 trains all of CLIP except the patch embedding unless "
                         "--train_patch_embedding 1")
     g.add_argument("--answer_dropout", type=float, default=0.1, help="dropout before each answer classifier")
+    add_hbi_flags(p, "HBI", t_rate1=0.125, v_rate1=0.25, rate=(0.4, 0.4, 0.2),
+                  rate_help="weights of the entity, action and event answer logits at inference")
 
 
 def _add_published_command_flags(p: argparse.ArgumentParser) -> None:
@@ -61,23 +63,93 @@ def _add_published_command_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--datatype", default="msrvtt", choices=["msrvtt"], help="MSRVTT-QA jsonl format")
 
 
-def vqa_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """main_vqa.py: train and/or evaluate."""
     p = argparse.ArgumentParser(description="Train and evaluate HBI video question answering (MSRVTT-QA format).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_data_flags(p)
     _add_model_flags(p)
-    add_hbi_flags(p, "HBI", t_rate1=0.125, v_rate1=0.25, rate=(0.4, 0.4, 0.2),
-                  rate_help="weights of the entity, action and event answer logits at inference")
     _add_published_command_flags(p)
     add_train_flags(p)
+    add_run_flags(p)
     p.set_defaults(batch_size=32, batch_size_val=16)
     return p
 
 
-def qa_model_options(cfg: argparse.Namespace) -> dict:
-    """Keyword arguments of HBIQAModel from the flags."""
-    options = {name: getattr(cfg, name) for name in HBI_FLAGS}
-    options["rate"] = tuple(options["rate"])
-    options["dropout"] = cfg.answer_dropout
-    options["train_patch_embedding"] = bool(cfg.train_patch_embedding)
-    return options
+def check(cfg: argparse.Namespace) -> None:
+    """Flags that cannot work together, before anything is written."""
+    if cfg.train_patch_embedding and cfg.freeze_layer_num >= 0:  # otherwise the flag would do nothing
+        raise SystemExit(f"--train_patch_embedding 1 needs --freeze_layer_num -1: --freeze_layer_num "
+                         f"{cfg.freeze_layer_num} freezes CLIP's embeddings, the patch embedding among them")
+
+
+def build_model(cfg: argparse.Namespace, num_answers: int) -> HBIQAModel:
+    """The VQA model (see `build_clip_model`) with the reference's `--freeze_layer_num` applied."""
+    options = dict(hbi_options(cfg), dropout=cfg.answer_dropout, train_patch_embedding=bool(cfg.train_patch_embedding))
+
+    def build(config):
+        return HBIQAModel(config, num_answers, cfg.agg_module, cfg.num_hidden_layers, **options)
+    model = build_clip_model(cfg, build, "the VQA model")
+    model.freeze_backbone(cfg.freeze_layer_num)
+    return model
+
+
+def question_sets(cfg: argparse.Namespace, path: str, vocab: dict[str, int], input_spec: dict,
+                  train: bool) -> list[QADataset]:
+    """Training: one "pairs" set of the questions whose answer has a class. Evaluation: "texts" and "videos"."""
+    options = video_options(cfg, input_spec, train)
+    if train:
+        return [build_qa_dataset(path, cfg.video_path, vocab, ClipTokenizer(), "pairs", drop_out_of_vocab=True,
+                                 **options)]
+    return [build_qa_dataset(path, cfg.video_path, vocab, ClipTokenizer(), mode, **options)
+            for mode in ("texts", "videos")]
+
+
+def majority_answer(cfg: argparse.Namespace, vocab: dict[str, int], log: RunLog) -> int | None:
+    """The most frequent training answer (the baseline), when --train_csv is there."""
+    if not Path(cfg.train_csv).is_file():
+        log.info(f"no majority-answer baseline: {cfg.train_csv} not found")
+        return None
+    _, questions = load_questions(cfg.train_csv, cfg.video_path)
+    return majority_label([vocab.get(q.answer, -1) for q in questions])
+
+
+def evaluator(cfg: argparse.Namespace, path: str, split: str, vocab: dict[str, int], majority: int | None,
+              dist: DistInfo, input_spec: dict, output_dir: Path) -> Evaluator:
+    question_set, video_set = question_sets(cfg, path, vocab, input_spec, train=False)
+
+    def run(model: nn.Module) -> dict | None:
+        return evaluate_qa(model, question_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
+                           majority, output_dir, split)
+    return run
+
+
+def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:
+    if cfg.demo_data:
+        if dist.is_main:
+            generate_demo_qa(cfg.demo_data)
+        barrier()
+    vocab = load_answer_vocab(cfg.data_path)
+    model = build_model(cfg, len(vocab)).to(dist.device)
+    frozen = sum(n.startswith(model.backbone_prefix) and not p.requires_grad for n, p in model.named_parameters())
+    log.info(f"{len(vocab)} answers; {frozen} backbone tensors frozen (--freeze_layer_num {cfg.freeze_layer_num}, "
+             f"--train_patch_embedding {cfg.train_patch_embedding})")
+    if cfg.do_train and cfg.skl and not cfg.estimator:
+        log.info("no --estimator: distilling an untrained teacher, as the reference does (or pass --skl 0)")
+    majority = majority_answer(cfg, vocab, log)
+    spec = model.input_spec
+
+    def train_set() -> QADataset:
+        pairs, = question_sets(cfg, cfg.train_csv, vocab, spec, train=True)
+        dropped = f" ({pairs.dropped} with answers outside the vocabulary left out)" if pairs.dropped else ""
+        log.info(f"training on {len(pairs)} questions of {len(pairs.video_ids)} videos{dropped}")
+        return pairs
+
+    def load_best(net: nn.Module) -> None:  # the final evaluation uses the best epoch, as the reference does
+        best_file = output_dir / "pytorch_model.bin.best"
+        if best_file.is_file():
+            net.load_reference_state_dict(read_state_dict(best_file))
+
+    validate = evaluator(cfg, cfg.val_csv, "val", vocab, majority, dist, spec, output_dir) if cfg.do_train else None
+    test = evaluator(cfg, cfg.test_csv or cfg.val_csv, "test", vocab, majority, dist, spec, output_dir)
+    return RunParts(model, train_set, validate, test, after_training=load_best)

@@ -23,4 +23,4 @@ if [[ $demo == 1 && ! -f outputs/demo/pytorch_model.bin.best && " $* " != *" che
     echo "[order] no demo model yet: running scripts/demo.sh first"
     bash scripts/demo.sh
 fi
-exec "$PYTHON" scripts/paper_tables.py "${args[@]}"
+exec "$PYTHON" -m scripts.paper_tables "${args[@]}"

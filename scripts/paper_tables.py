@@ -1,6 +1,6 @@
 """Rerun every evaluation of a tables file and write the paper's numbers beside the measured ones.
 
-    python scripts/paper_tables.py [--config config/paper_tables.yaml] [--table NAME] [--set checkpoint=PATH]
+    python -m scripts.paper_tables [--config config/paper_tables.yaml] [--table NAME] [--set checkpoint=PATH]
 
 The YAML holds `vars` (paths a user fills in; `--set key=value` overrides them) and `tables`: each table has
 optional `prepare` steps (commands whose outputs the rows read, e.g. a querybank matrix) and `rows`, each with
@@ -24,6 +24,8 @@ from pathlib import Path
 from string import Template
 
 import yaml
+
+from modules.engine.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("R1", "R5", "R10", "MdR", "MnR")
@@ -126,17 +128,17 @@ def cell(value: float | None) -> str:
 
 def markdown(table: str, title: str, rows: list[dict]) -> str:
     """Paper, measured and difference for every row; a row without measured numbers says why in `note`."""
-    head = ["row", "dataset"] + [f"{k} {s}" for k in KEYS for s in ("paper", "ours", "Δ")] + ["note"]
-    lines = [f"# {title or table}", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    columns = ["dataset"] + [f"{k} {s}" for k in KEYS for s in ("paper", "ours", "Δ")] + ["note"]
+    cells = {}
     for row in rows:
-        cells = [row["name"], row["dataset"]]
+        line = {"dataset": row["dataset"], "note": row["problem"] or ""}
         for key in KEYS:
             paper, ours = row["paper"].get(key), row["measured"].get(key)
             diff = None if paper is None or ours is None else ours - paper
-            cells += [cell(paper), cell(ours), "–" if diff is None else f"{diff:+.1f}"]
-        cells.append(row["problem"] or "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            line.update({f"{key} paper": cell(paper), f"{key} ours": cell(ours),
+                         f"{key} Δ": "–" if diff is None else f"{diff:+.1f}"})
+        cells[row["name"]] = line
+    return f"# {title or table}\n\n" + markdown_table(cells, columns, head="row", fmt=str) + "\n"
 
 
 def run_table(table: str, body: dict, values: dict[str, str], out_root: Path) -> list[str]:

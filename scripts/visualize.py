@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> Path:
     ids, mask = tokenizer(args.caption, args.max_words)
     words = ["<start>", *[tokenizer.decode_one(i) for i in ids[1:int(mask.sum()) - 1]], "<end>"]
     frames = read_frames(args.video, args.video_framerate, args.max_frames)
-    video, video_mask = pad_frames(frames_to_tensor(frames, model.clip.config.image_size, train=False),
+    video, video_mask = pad_frames(frames_to_tensor(frames, model.input_spec["image_size"], train=False),
                                    args.max_frames)
     maps = level_maps(model, torch.from_numpy(ids)[None], torch.from_numpy(mask)[None], video[None], video_mask[None])
     out = Path(args.out)

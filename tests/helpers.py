@@ -23,12 +23,23 @@ def close(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -> bo
     return bool(((actual - expected).abs() <= bound).all())
 
 
+def eval_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    """Data, model and run flags of the tiny random WTI model on the tiny demo data (what evaluation takes)."""
+    return ["--model", "wti", "--datatype", "msrvtt", "--anno_path", str(data), "--video_path", str(data / "videos"),
+            "--output_dir", str(out), "--clip_arch", ARCH, "--num_hidden_layers", "1", "--max_words", "12",
+            "--max_frames", "4", "--video_framerate", "4", "--batch_size_val", "3", "--workers", "0", "--seed", "3",
+            "--device", "cpu", *extra]
+
+
+def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    """`eval_argv` plus one short epoch of training (no --do_eval: banzhaf_estimator.py has none)."""
+    return ["--do_train", "1", "--batch_size", "8", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "1",
+            "--n_display", "2", *eval_argv(data, out, *extra)]
+
+
 def argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--do_train", "1", "--do_eval", "1", "--model", "wti", "--datatype", "msrvtt", "--anno_path", str(data),
-            "--video_path", str(data / "videos"), "--output_dir", str(out), "--clip_arch", ARCH,
-            "--num_hidden_layers", "1", "--max_words", "12", "--max_frames", "4", "--video_framerate", "4",
-            "--batch_size", "8", "--batch_size_val", "3", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "1",
-            "--workers", "0", "--n_display", "2", "--seed", "3", "--device", "cpu", *extra]
+    """main_retrieval.py: train one epoch, then evaluate."""
+    return ["--do_eval", "1", *train_argv(data, out, *extra)]
 
 
 def free_port() -> int:

@@ -3,12 +3,12 @@ import torch
 
 import banzhaf_estimator
 from models.text_video.estimator import BanzhafEstimator
-from tests.helpers import argv
+from tests.helpers import train_argv
 
 
 def test_trains_estimator_and_reports_held_out_metrics(tiny_demo, tmp_path):
     out = tmp_path / "est"
-    args = argv(tiny_demo, out, "--do_eval", "0", "--banzhaf_samples", "8", "--lr", "1e-2")
+    args = train_argv(tiny_demo, out, "--banzhaf_samples", "8", "--lr", "1e-2")
     metrics = banzhaf_estimator.main(args)
     assert metrics["num_pairs"] == 8 and metrics["mse"] > 0 and -1 <= metrics["spearman"] <= 1
     state = torch.load(out / "pytorch_model.bin.0", weights_only=True)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import main_retrieval
+from modules.engine.trainer import Trainer
 from dataloaders.errors import DataError
 from models.weights import CheckpointError
 from tests.helpers import ROOT, argv, run
@@ -48,17 +49,17 @@ def test_two_processes_equal_one(data, tmp_path):
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(data, tmp_path, monkeypatch):
     main_retrieval.main(argv(data, tmp_path / "full", "--epochs", "2"))
-    original = main_retrieval.Trainer.train_epoch
+    original = Trainer.train_epoch
 
     def crash_in_second_epoch(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt("killed")
         return original(self, epoch)
 
-    monkeypatch.setattr(main_retrieval.Trainer, "train_epoch", crash_in_second_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         main_retrieval.main(argv(data, tmp_path / "cut", "--epochs", "2"))
-    monkeypatch.setattr(main_retrieval.Trainer, "train_epoch", original)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
     main_retrieval.main(argv(data, tmp_path / "cut", "--epochs", "2", "--resume", "1"))
     full = torch.load(tmp_path / "full" / "pytorch_model.bin.1", weights_only=True)
     resumed = torch.load(tmp_path / "cut" / "pytorch_model.bin.1", weights_only=True)

@@ -10,7 +10,7 @@ import main_vqa
 from tests.helpers import ROOT, run as run_script
 from dataloaders.errors import DataError
 from modules.engine.config import parse_with_config
-from modules.vqa import vqa_parser
+from modules import vqa
 
 ARCH = ('{"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 64, "vision_layers": 1, '
         '"context_length": 16, "vocab_size": 49408, "text_width": 64, "text_layers": 1}')
@@ -36,7 +36,7 @@ def estimator(tmp_path_factory) -> Path:
 
 
 def argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--do_train", "--train_csv", str(data / "qa" / "train.jsonl"), "--val_csv", str(data / "qa" / "test.jsonl"),
+    return ["--do_train", "--do_eval", "--train_csv", str(data / "qa" / "train.jsonl"), "--val_csv", str(data / "qa" / "test.jsonl"),
             "--data_path", str(data / "qa" / "train_ans2label.json"), "--features_path", str(data / "videos"),
             "--output_dir", str(out), "--clip_arch", ARCH, "--num_hidden_layers", "1", "--max_words", "12",
             "--max_frames", "4", "--feature_framerate", "4", "--batch_size", "8", "--batch_size_val", "5",
@@ -121,9 +121,9 @@ def test_the_published_command_parses():
                  "--max_words 32 --max_frames 12 --batch_size_val 16 --datatype msrvtt --expand_msrvtt_sentences "
                  "--feature_framerate 1 --coef_lr 1e-3 --freeze_layer_num 0 --slice_framepos 2 --loose_type "
                  "--linear_patch 2d --estimator E --output_dir out --kl 2 --skl 1 --local_rank 0").split()
-    cfg = parse_with_config(vqa_parser(), published)
+    cfg = parse_with_config(vqa.parser(), published)
     assert (cfg.do_train, cfg.do_eval, cfg.workers, cfg.video_framerate, cfg.slice_framepos) == (1, 0, 8, 1.0, "uniform")
     assert (cfg.kl, cfg.skl, cfg.rate, cfg.t_rate1, cfg.v_rate1) == (2.0, 1.0, [0.4, 0.4, 0.2], 0.125, 0.25)
     assert cfg.base_encoder == "ViT-B/16"
     with pytest.raises(SystemExit):
-        parse_with_config(vqa_parser(), ["--linear_patch", "3d"])
+        parse_with_config(vqa.parser(), ["--linear_patch", "3d"])

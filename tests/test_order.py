@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import test_qb_norm
-from main_retrieval import build_model
+from modules import text_video
 from modules.engine.config import parse_with_config
-from modules.engine.flags import retrieval_parser
 from tests.helpers import ROOT, argv, load_test_entry
 
 KEYS = ("R1", "R5", "R10", "MdR", "MnR")
@@ -27,7 +26,7 @@ def order(*args: str) -> subprocess.CompletedProcess:
 def random_tiny_model(data: Path, path: Path) -> Path:
     """The untrained tiny WTI model of test_main_retrieval saved as a checkpoint (training adds nothing here)."""
     torch.manual_seed(0)
-    model = build_model(parse_with_config(retrieval_parser(), argv(data, path.parent)))
+    model = text_video.build_model(parse_with_config(text_video.parser(), argv(data, path.parent)))
     torch.save(model.reference_state_dict(), path)
     return path
 
@@ -49,7 +48,7 @@ def test_demo_table_equals_direct_runs(tiny_demo, tmp_path):
     assert (tmp_path / "tables" / "demo.md").read_text().count("| t2v") == 2
 
     direct_dir = tmp_path / "direct"
-    direct = load_test_entry().main(["--config", "config/demo.yaml", "--do_train", "0", "--init_model",
+    direct = load_test_entry().main(["--config", "config/demo.yaml", "--init_model",
                                      str(checkpoint), "--anno_path", str(tiny_demo), "--video_path",
                                      str(tiny_demo / "videos"), "--max_words", "12", "--max_frames", "4",
                                      "--video_framerate", "4", "--workers", "0", "--output_dir", str(direct_dir)])

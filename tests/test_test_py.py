@@ -11,7 +11,7 @@ import pytest
 
 import main_retrieval
 from modules.evaluation.retrieval import compute_metrics
-from tests.helpers import ROOT, argv, load_test_entry
+from tests.helpers import ROOT, argv, eval_argv, load_test_entry
 
 
 
@@ -21,9 +21,9 @@ def train_tiny(data: Path, out: Path) -> tuple[Path, dict]:
     return out / "pytorch_model.bin.best", metrics
 
 
-def eval_argv(data: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
-    """Evaluation flags of the tiny model: the training flags with --do_train 0 and --init_model."""
-    return argv(data, out, "--do_train", "0", "--init_model", str(checkpoint), *extra)
+def checkpoint_argv(data: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
+    """Evaluation flags of the tiny model with --init_model."""
+    return eval_argv(data, out, "--init_model", str(checkpoint), *extra)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def entry() -> ModuleType:
 @pytest.fixture(scope="module")
 def evaluated(entry, tiny_demo, trained, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("eval")
-    return out, entry.main(eval_argv(tiny_demo, out, trained[0]))
+    return out, entry.main(checkpoint_argv(tiny_demo, out, trained[0]))
 
 
 def test_checkpoint_eval_equals_training_eval(evaluated, trained):
@@ -65,13 +65,13 @@ def test_sims_scoring_equals_compute_metrics(entry, evaluated, tmp_path, capsys,
 
 
 def test_train_querybank_shape(entry, tiny_demo, trained, tmp_path):
-    result = entry.main(eval_argv(tiny_demo, tmp_path, trained[0], "--split", "train_querybank"))
+    result = entry.main(checkpoint_argv(tiny_demo, tmp_path, trained[0], "--split", "train_querybank"))
     sims = np.load(tmp_path / "sims_train_querybank.npy")
     assert sims.shape == (16, 8) and result["shape"] == [16, 8]
     ids = json.loads((tmp_path / "sims_train_querybank_ids.json").read_text())
     assert len(ids["rows"]) == 16 and len(set(ids["rows"])) == 16 and len(ids["cols"]) == 8
     assert not (tmp_path / "metrics_train_querybank.json").exists()
-    entry.main(eval_argv(tiny_demo, tmp_path / "five", trained[0], "--split", "train_querybank",
+    entry.main(checkpoint_argv(tiny_demo, tmp_path / "five", trained[0], "--split", "train_querybank",
                          "--querybank_size", "5"))
     sub = np.load(tmp_path / "five" / "sims_train_querybank.npy")
     assert sub.shape == (5, 8)

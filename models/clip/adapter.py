@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 # Archives carry these bookkeeping entries beside the weights (TorchScript keeps the causal mask buffer).
@@ -104,3 +105,25 @@ class ClipBackbone(CLIP):
 def strip_clip_state_dict(state_dict: dict) -> dict:
     """OpenAI CLIP weights as fp32 tensors, without the archive's bookkeeping entries."""
     return {k: v.float() for k, v in state_dict.items() if k not in _NON_WEIGHT_KEYS}
+
+
+# CLIP's output layers: trained whatever --freeze_layer_num says.
+_ALWAYS_TRAINED = ("ln_final.", "text_projection", "logit_scale", "visual.ln_post.", "visual.proj")
+
+
+def freeze_clip_layers(clip: nn.Module, freeze_layer_num: int) -> list[str]:
+    """The reference's `--freeze_layer_num N`: CLIP's transformer blocks below N and its embeddings (token,
+    position, patch, class, ln_pre) stop training; blocks from N up and the output layers train. -1 freezes
+    nothing more (the patch embedding stays as the model was built: frozen unless `train_patch_embedding`).
+    Returns the names this call froze."""
+    if freeze_layer_num < 0:
+        return []
+    frozen = []
+    for name, param in clip.named_parameters():
+        if name.startswith(_ALWAYS_TRAINED):
+            continue
+        if ".resblocks." in name and int(name.split(".resblocks.")[1].split(".")[0]) >= freeze_layer_num:
+            continue
+        param.requires_grad_(False)
+        frozen.append(name)
+    return frozen

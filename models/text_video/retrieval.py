@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.clip.adapter import ClipBackbone, ClipConfig
+from models.clip.adapter import ClipBackbone, ClipConfig, freeze_clip_layers
 from models.text_video.interaction import build_interaction
 from models.layers import init_reference_weights
 from models.weights import rename_keys
 from models.text_video.temporal import SeqTransf, build_temporal
-from models.losses import symmetric_infonce
+from models.losses import MAX_LOGIT_SCALE, symmetric_infonce
 
 # Own parameter prefix -> the reference's. Released checkpoints use the reference's names.
 WTI_REFERENCE_PREFIXES = {
@@ -29,8 +29,10 @@ class RetrievalModel(nn.Module):
     """
 
     reference_prefixes = WTI_REFERENCE_PREFIXES
-    # Batch keys that training_losses takes, in order (the trainer reads them).
+    # The model contract (modules/engine/trainer.py): batch keys of training_losses, in order, and the backbone
+    # whose parameters train at lr * coef_lr.
     input_keys = ("text_ids", "text_mask", "video", "video_mask")
+    backbone_prefix = "clip."
 
     def __init__(self, clip_config: ClipConfig, interaction: str = "wti", agg_module: str = "seqTransf",
                  num_hidden_layers: int = 4, train_patch_embedding: bool = False):
@@ -51,6 +53,23 @@ class RetrievalModel(nn.Module):
     @property
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale
+
+    @property
+    def input_spec(self) -> dict[str, int]:
+        """What the data pipeline must produce for this model: frames of `image_size` pixels square."""
+        return {"image_size": self.clip.config.image_size}
+
+    def freeze_backbone(self, freeze_layer_num: int) -> list[str]:
+        """The reference's `--freeze_layer_num` on CLIP (see `freeze_clip_layers`); returns the frozen names."""
+        return freeze_clip_layers(self.clip, freeze_layer_num)
+
+    def after_optimizer_step(self) -> None:
+        """CLIP's cap on the learnable temperature, applied after every step as the reference does."""
+        with torch.no_grad():
+            self.clip.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
+
+    def log_values(self) -> dict[str, float]:
+        return {"logit_scale": self.logit_scale.exp().item()}
 
     def init_from_clip(self, clip_state: dict) -> None:
         """Loads OpenAI CLIP weights and starts the temporal transformer from CLIP's text blocks."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,31 @@ def _check_choices(action: argparse.Action, value: Any, path: Path, key: str) ->
         raise SystemExit(f"{path}: key '{key}' has value {bad[0]!r}, expected one of {list(action.choices)}")
 
 
-def _preset_defaults(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
-    """Validate a preset against the parser's flags and return the defaults it sets."""
+def _actions_by_key(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Preset keys: each flag's destination and every option name without its dashes (aliases too)."""
+    actions = {}
+    for action in parser._actions:
+        if action.dest in _NOT_SETTABLE:
+            continue
+        actions[action.dest] = action
+        for option in action.option_strings:
+            actions.setdefault(option.lstrip("-"), action)
+    return actions
+
+
+def _preset_defaults(parser: argparse.ArgumentParser, path: Path, not_used: frozenset[str]) -> dict[str, Any]:
+    """Validate a preset against the parser's flags and return the defaults it sets (by destination)."""
     try:
         data = load_config(path)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from None
-    actions = {a.dest: a for a in parser._actions if a.dest not in _NOT_SETTABLE}
-    defaults = {}
+    actions = _actions_by_key(parser)
+    defaults, skipped = {}, []
     for key, value in data.items():
         if key == "config":
+            continue
+        if key not in actions and key in not_used:
+            skipped.append(key)
             continue
         if key not in actions:
             close = difflib.get_close_matches(str(key), list(actions), n=3)
@@ -92,22 +108,27 @@ def _preset_defaults(parser: argparse.ArgumentParser, path: Path) -> dict[str, A
         _check_choices(action, value, path, key)
         # A required flag given by the preset no longer has to be on the command line.
         action.required = False
-        defaults[key] = value
+        defaults[action.dest] = value
+    if skipped:
+        print(f"{path}: keys not used by this program: {', '.join(skipped)}", file=sys.stderr)
     return defaults
 
 
-def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None,
+                      not_used: frozenset[str] = frozenset()) -> argparse.Namespace:
     """Parse `argv` with YAML defaults from `--config`; command-line flags win over the preset.
 
-    Unknown preset keys stop with one line naming the file and the key. `--local_rank N` / `--local-rank N`
-    are accepted for the old launcher and dropped from the result (ranks come from the environment).
+    Preset keys are flag names (a flag's aliases work too). Unknown keys stop with one line naming the file and
+    the key; keys in `not_used` (another script's flags in a preset it shares, e.g. an evaluation reading a training
+    preset) are skipped and listed on stderr. `--local_rank N` / `--local-rank N` are accepted for the old launcher and
+    dropped from the result (ranks come from the environment).
     """
     _add_common_flags(parser)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=str, default=None)
     known, _ = pre.parse_known_args(argv)
     if known.config is not None:
-        parser.set_defaults(**_preset_defaults(parser, Path(known.config)))
+        parser.set_defaults(**_preset_defaults(parser, Path(known.config), not_used))
     args = parser.parse_args(argv)
     if hasattr(args, "local_rank"):
         del args.local_rank

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-BACKBONE_PREFIX = "clip."
-
-
 def _no_decay(name: str, param: nn.Parameter) -> bool:
     """Biases, norm-layer weights and every other 0-d/1-d tensor (gains, class embedding, logit scale).
 
@@ -20,26 +17,28 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def param_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: float) -> list[dict]:
-    """Four named groups: backbone (`clip.*`, lr * coef_lr) / new layers (lr), each with and without decay.
+    """Four named groups: backbone (names under `model.backbone_prefix`, lr * coef_lr) / new layers (lr), each
+    with and without decay.
 
     Frozen parameters are left out; empty groups are dropped. DDP wrappers are unwrapped so names match.
     """
     model = model.module if hasattr(model, "module") else model
+    prefix = getattr(model, "backbone_prefix", None)
     groups: dict[str, dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        part = "clip" if name.startswith(BACKBONE_PREFIX) else "other"
+        part = "backbone" if prefix and name.startswith(prefix) else "other"
         decay = not _no_decay(name, param)
         key = f"{part}_{'decay' if decay else 'no_decay'}"
         group = groups.setdefault(key, {
             "name": key,
             "params": [],
-            "lr": lr * coef_lr if part == "clip" else lr,
+            "lr": lr * coef_lr if part == "backbone" else lr,
             "weight_decay": weight_decay if decay else 0.0,
         })
         group["params"].append(param)
-    order = ("clip_decay", "other_decay", "clip_no_decay", "other_no_decay")
+    order = ("backbone_decay", "other_decay", "backbone_no_decay", "other_no_decay")
     return [groups[k] for k in order if k in groups]
 
 
@@ -77,25 +76,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
     if not 0.0 <= warmup_proportion < 1.0:
         raise ValueError(f"warmup_proportion must be in [0, 1), got {warmup_proportion}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_proportion))
-
-
-# CLIP's output layers: trained whatever --freeze_layer_num says.
-_ALWAYS_TRAINED = ("ln_final.", "text_projection", "logit_scale", "visual.ln_post.", "visual.proj")
-
-
-def freeze_clip_layers(clip: nn.Module, freeze_layer_num: int) -> list[str]:
-    """The reference's `--freeze_layer_num N`: CLIP's transformer blocks below N and its embeddings (token,
-    position, patch, class, ln_pre) stop training; blocks from N up and the output layers train. -1 freezes
-    nothing more (the patch embedding stays as the model was built: frozen unless `train_patch_embedding`).
-    Returns the names this call froze."""
-    if freeze_layer_num < 0:
-        return []
-    frozen = []
-    for name, param in clip.named_parameters():
-        if name.startswith(_ALWAYS_TRAINED):
-            continue
-        if ".resblocks." in name and int(name.split(".resblocks.")[1].split(".")[0]) >= freeze_layer_num:
-            continue
-        param.requires_grad_(False)
-        frozen.append(name)
-    return frozen

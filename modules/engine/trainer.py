@@ -1,8 +1,15 @@
-"""The training loop shared by the retrieval models: DDP, AMP, accumulation, clipping, checkpoints, evaluation."""
+"""The training loop every system shares: DDP, AMP, accumulation, clipping, checkpoints, per-epoch evaluation.
+
+The model contract (what the trainer needs of a model):
+- `input_keys`: the batch keys its forward takes, in order; forward(*inputs, gather=fn) -> {"total": loss, ...}
+  where `gather` concatenates a tensor over processes (gradient-correct; None in one process);
+- `reference_state_dict()`: what the per-epoch weight files hold (released checkpoints' key names);
+- optional `after_optimizer_step()` (e.g. clamping CLIP's temperature) and `log_values()` (scalars for the log);
+- optional `backbone_prefix`: parameters under it train at lr * coef_lr.
+"""
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,12 +20,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from modules.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from modules.engine.checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
 from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier, gather_rows,
                                  worker_init_fn)
-from modules.evaluation.retrieval import autocast_context
-from models.losses import MAX_LOGIT_SCALE
 from modules.engine.optim import build_scheduler, param_groups
+from modules.engine.precision import autocast_context, check_precision
 from modules.engine.run_log import RunLog
 
 
@@ -45,11 +51,6 @@ class TrainSettings:
         return cls(**{name: getattr(cfg, name) for name in cls.__dataclass_fields__})
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision == "amp_fp16" and device.type != "cuda":
-        raise SystemExit("--precision amp_fp16 needs a CUDA device; use fp32 or amp_bf16 on CPU")
-
-
 def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader:
     """Shuffled, seeded and sharded so that the ranks' batches of a step, gathered in rank order, are the
     one-process batch in the same order (`GlobalBatchSampler`). Workers are not persistent, so the dataset's
@@ -65,10 +66,11 @@ def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader
 
 @dataclass(frozen=True)
 class Selection:
-    """Which validation metric picks the best epoch, and in which direction."""
+    """Which validation metric picks the best epoch, in which direction, and what the epoch log line shows."""
 
-    key: str = "t2v_R1"
+    key: str
     higher_is_better: bool = True
+    summary_keys: tuple[str, ...] = ()
 
     def better(self, value: float, best: float) -> bool:
         return value > best if self.higher_is_better else value < best
@@ -77,23 +79,20 @@ class Selection:
     def worst(self) -> float:
         return -math.inf if self.higher_is_better else math.inf
 
-
-def summary(metrics: dict, keys: tuple[str, ...] = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR")) -> str:
-    scalars = [k for k, v in metrics.items() if isinstance(v, (int, float))]
-    shown = [k for k in keys if k in metrics] or scalars[:6]
-    return " ".join(f"{k} {metrics[k]:.4g}" for k in shown)
+    def summary(self, metrics: dict) -> str:
+        """`key value` pairs of `summary_keys` (the first scalars when none of them is there)."""
+        scalars = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+        shown = [k for k in self.summary_keys if k in metrics] or scalars[:6]
+        return " ".join(f"{k} {metrics[k]:.4g}" for k in shown)
 
 
 class Trainer:
-    """Runs epochs of training; `evaluate(model) -> metrics | None` is called after each epoch.
-
-    The model's forward returns a dict of losses with "total"; `model.reference_state_dict()` is what the
-    per-epoch weight files hold.
-    """
+    """Runs epochs of training; `evaluate(model) -> metrics | None` is called after each epoch and `selection`
+    keeps the best epoch's weights (`pytorch_model.bin.best`). The model follows the contract above."""
 
     def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings, dist: DistInfo, log: RunLog,
                  output_dir: Path, evaluate: Callable[[torch.nn.Module], dict | None],
-                 selection: Selection = Selection()):
+                 selection: Selection):
         check_precision(settings.precision, dist.device)
         self.model, self.dataset, self.settings, self.dist, self.log = model, dataset, settings, dist, log
         self.output_dir, self.evaluate, self.selection = output_dir, evaluate, selection
@@ -109,6 +108,7 @@ class Trainer:
         self.ddp = DistributedDataParallel(model) if dist.world_size > 1 else None
         self.step, self.start_epoch = 0, 0
         self.best = {selection.key: selection.worst, "epoch": -1}
+        self.best_metrics: dict | None = None  # the validation metrics of the best epoch
 
     def resume(self) -> None:
         path = latest_checkpoint(self.output_dir)
@@ -119,6 +119,7 @@ class Trainer:
                                 scaler=self.scaler)
         self.step, self.start_epoch = state["step"], state["epoch"] + 1
         self.best = state["extra"].get("best", self.best)
+        self.best_metrics = state["extra"].get("best_metrics")
         self.log.info(f"resumed from {path}: epoch {self.start_epoch}, step {self.step}")
 
     def fit(self) -> dict:
@@ -162,8 +163,7 @@ class Trainer:
             if self.step % self.settings.n_display == 0:
                 values = {k: v.item() for k, v in losses.items()}
                 values["lr"] = self.scheduler.get_last_lr()[0]
-                if hasattr(self.model, "logit_scale"):
-                    values["logit_scale"] = self.model.logit_scale.exp().item()
+                values.update(getattr(self.model, "log_values", dict)())
                 self.log.metrics(self.step, "train", values)
         skipped = int(gather_rows(skipped.to(self.dist.device)[None]).sum())
         if skipped:
@@ -175,9 +175,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if hasattr(self.model, "logit_scale"):  # CLIP's cap on the temperature, applied as the reference does
-            with torch.no_grad():
-                self.model.logit_scale.clamp_(max=MAX_LOGIT_SCALE)
+        if hasattr(self.model, "after_optimizer_step"):
+            self.model.after_optimizer_step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
@@ -186,19 +185,19 @@ class Trainer:
         if self.dist.is_main:
             if metrics is not None:
                 self.log.metrics(self.step, "val", metrics)
-                self.log.info(f"epoch {epoch + 1}: {summary(metrics)}")
+                self.log.info(f"epoch {epoch + 1}: {self.selection.summary(metrics)}")
                 key = self.selection.key
                 if self.selection.better(metrics[key], self.best[key]):
                     self.best = {key: metrics[key], "epoch": epoch + 1}
+                    self.best_metrics = metrics
                     self.save_weights(self.output_dir / "pytorch_model.bin.best")
             self.save_weights(self.output_dir / f"pytorch_model.bin.{epoch}")
             save_checkpoint(self.output_dir / "last.pt", model=self.model, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, step=self.step, epoch=epoch,
-                            extra={"best": self.best})
+                            extra={"best": self.best, "best_metrics": self.best_metrics})
         barrier()
 
     def save_weights(self, path: Path) -> None:
         """Model weights under the reference's key names, the format released checkpoints use."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.model.reference_state_dict(), tmp)
-        shutil.move(tmp, path)
+        state = self.model.reference_state_dict()
+        atomic_write(path, lambda f: torch.save(state, f))

@@ -20,6 +20,8 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from modules.engine.tables import markdown_table
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 RECALL_KS = (1, 5, 10, 50)
@@ -143,3 +145,27 @@ def geometric_mean(metrics: Dict[str, float]) -> float:
     if min(values) <= 0:
         return 0.0
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+# --metric name -> metrics of a (texts, videos) matrix in that direction
+DIRECTIONS = {"t2v": retrieval_metrics, "v2t": v2t_metrics}
+RANKING_COLUMNS = ("R1", "R5", "R10", "R50", "MdR", "MnR")
+
+
+def direction_metrics(sims: ArrayLike, metric: str, queries_per_video: int = 1,
+                      text_to_video: Optional[Sequence[int]] = None) -> Dict[str, float]:
+    """Metrics of (texts, videos) ``sims`` in direction ``metric`` with the geometric mean of R1/R5/R10 as ``GM``."""
+    metrics = DIRECTIONS[metric](sims, queries_per_video=queries_per_video, text_to_video=text_to_video)
+    metrics["GM"] = geometric_mean(metrics)
+    return metrics
+
+
+def ranking_table(rows: Dict[str, Dict[str, float]], columns: Sequence[str] = (*RANKING_COLUMNS, "GM")) -> str:
+    """A Markdown table, one line per named metrics dict (e.g. "t2v", "after QB-Norm")."""
+    return markdown_table(rows, columns)
+
+
+def retrieval_table(metrics: Dict[str, float]) -> str:
+    """Both directions of an evaluation's metrics (keys `t2v_R1`, `v2t_R1`, ...)."""
+    rows = {d: {k: metrics[f"{d}_{k}"] for k in RANKING_COLUMNS} for d in DIRECTIONS}
+    return ranking_table(rows, RANKING_COLUMNS)

@@ -15,7 +15,9 @@ import torch
 from tqdm import tqdm
 
 from modules.engine.distributed import DistInfo, gather_rows
-from modules.evaluation.retrieval import autocast_context, encode_items, shard_loader
+from modules.engine.precision import autocast_context
+from modules.evaluation.common import evaluating, shard_loader
+from modules.evaluation.retrieval import encode_items
 from modules.evaluation.qa_metrics import qa_metrics
 
 TOP_K = 5
@@ -77,10 +79,8 @@ def evaluate_qa(model, question_set, video_set, dist: DistInfo, batch_size: int,
                 majority: int | None = None, output_dir: Path | None = None, split: str = "test") -> dict | None:
     """Accuracy under both protocols (see `qa_metrics`); on the main process also writes answers_<split>.jsonl
     and metrics_<split>.json into `output_dir`. Returns the metrics there, None on the other processes."""
-    was_training = model.training
-    model.eval()
-    ids, scores = predict_answers(model, question_set, video_set, dist, batch_size, workers, precision)
-    model.train(was_training)
+    with evaluating(model):
+        ids, scores = predict_answers(model, question_set, video_set, dist, batch_size, workers, precision)
     if not dist.is_main:
         return None
     metrics = qa_metrics(ids, question_set.labels, question_set.answer_types, majority)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from modules.engine.tables import cell, markdown_table
+
 TOP_K = (1, 5)
 
 
@@ -61,21 +63,19 @@ def qa_metrics(topk: np.ndarray, labels: np.ndarray, answer_types: list[str], ma
     return metrics
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _cell(value) -> str:
+    return str(value) if isinstance(value, int) else cell(value)
 
 
 def qa_table(metrics: dict) -> str:
     """Markdown table: rows "all" then each answer type; count, top-1, top-5 under both protocols (one decimal),
     then a line with the majority-answer baseline when the metrics have it."""
-    rows = ["| questions | count | top-1 | top-5 | count (OOV dropped) | top-1 (OOV dropped) | top-5 (OOV dropped) |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, m in [("all", metrics), *metrics["by_type"].items()]:
-        rows.append(f"| {name} | {m['num_test']} | {_cell(m['acc_top1'])} | {_cell(m['acc_top5'])} | "
-                    f"{m['num_test_reference']} | {_cell(m['acc_top1_reference'])} | "
-                    f"{_cell(m['acc_top5_reference'])} |")
+    rows = {"all": metrics, **metrics["by_type"]}
+    columns = ("num_test", "acc_top1", "acc_top5", "num_test_reference", "acc_top1_reference", "acc_top5_reference")
+    headers = ("count", "top-1", "top-5", "count (OOV dropped)", "top-1 (OOV dropped)", "top-5 (OOV dropped)")
+    table = markdown_table(rows, columns, head="questions", headers=headers, fmt=_cell)
     if "majority_baseline" in metrics:
         # The blank line ends the table in Markdown.
-        rows += ["", f"majority-answer baseline: top-1 {_cell(metrics['majority_baseline'])} "
-                     f"({_cell(metrics['majority_baseline_reference'])} with OOV dropped)"]
-    return "\n".join(rows)
+        table += (f"\n\nmajority-answer baseline: top-1 {cell(metrics['majority_baseline'])} "
+                  f"({cell(metrics['majority_baseline_reference'])} with OOV dropped)")
+    return table

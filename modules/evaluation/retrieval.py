@@ -6,30 +6,17 @@ so the matrix, and the metrics, do not depend on the number of processes.
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from modules.engine.distributed import DistInfo, gather_rows, shard_indices
+from modules.engine.distributed import DistInfo, gather_rows
+from modules.engine.precision import autocast_context
+from modules.evaluation.common import evaluating, shard_loader
 from modules.evaluation.metrics import geometric_mean, retrieval_metrics, v2t_metrics
-
-
-def autocast_context(device: torch.device, precision: str):
-    """Autocast for `--precision amp_fp16|amp_bf16`; fp32 runs without it."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def shard_loader(dataset, dist: DistInfo, batch_size: int, workers: int) -> DataLoader:
-    shard = Subset(dataset, list(shard_indices(len(dataset), dist.rank, dist.world_size)))
-    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=dist.device.type == "cuda", persistent_workers=False)
 
 
 @torch.no_grad()
@@ -95,11 +82,9 @@ def row_ids_of(dataset) -> list[str]:
 def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
              output_dir: Path | None = None, split: str = "test") -> dict | None:
     """Full evaluation; returns the metrics on the main process (None elsewhere) and saves the matrix there."""
-    was_training = model.training
-    model.eval()
-    text = encode_items(model, shard_loader(text_set, dist, batch_size, workers), "text", dist, precision)
-    video = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
-    model.train(was_training)
+    with evaluating(model):
+        text = encode_items(model, shard_loader(text_set, dist, batch_size, workers), "text", dist, precision)
+        video = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
     if not dist.is_main:
         return None
     sims = similarity_matrix(model, text, video, precision, dist.device)
@@ -109,3 +94,17 @@ def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, worker
         save_evaluation(output_dir, split, sims, row_ids_of(text_set), list(video_set.video_ids), text_to_video,
                         metrics)
     return metrics
+
+
+def load_text_to_video(path: Path, num_texts: int, num_videos: int) -> np.ndarray:
+    """The `text_to_video` list of an ids file (`save_evaluation`), checked against the matrix shape."""
+    try:
+        ids = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the ids JSON ({err})") from None
+    if not isinstance(ids, dict) or "text_to_video" not in ids:
+        raise ValueError(f"{path}: expected a JSON object with key 'text_to_video' (and 'rows', 'cols')")
+    for key, expected in (("rows", num_texts), ("cols", num_videos), ("text_to_video", num_texts)):
+        if key in ids and len(ids[key]) != expected:
+            raise ValueError(f"{path}: key '{key}' has {len(ids[key])} entries, the test matrix needs {expected}")
+    return np.asarray(ids["text_to_video"], dtype=np.int64)

@@ -4,14 +4,13 @@ import json
 import pytest
 import torch
 
-import main_retrieval
 import main_vqa
-from models import HBIModel, HBIQAModel, load_qa_model, load_retrieval_model
-from modules.config import parse_with_config
-from modules.flags import retrieval_parser
-from modules.optim import param_groups
-from modules.vqa_flags import vqa_parser
-from tests.test_vqa_model import ANSWERS, CONFIG, inputs
+from models.text_video import HBIModel, load_retrieval_model
+from models.vqa import HBIQAModel, load_qa_model
+from modules import text_video, vqa
+from modules.engine.config import parse_with_config
+from modules.engine.optim import param_groups
+from tests.models.vqa.test_model import ANSWERS, CONFIG, inputs
 
 CONV1 = "clip.visual.conv1.weight"
 ARCH = json.dumps({"embed_dim": 64, "image_size": 32, "patch_size": 16, "vision_width": 64, "vision_layers": 1,
@@ -65,10 +64,11 @@ def test_loading_weights_keeps_the_choice(tmp_path, train_patch_embedding):
 @pytest.mark.parametrize("flag", [None, "0", "1"])
 def test_flag_reaches_both_entry_scripts(flag):
     extra = [] if flag is None else ["--train_patch_embedding", flag]
-    cfg = parse_with_config(retrieval_parser(), ["--clip_arch", ARCH, "--num_hidden_layers", "1", *extra])
-    retrieval = main_retrieval.build_backbone_model(cfg)
-    cfg = parse_with_config(vqa_parser(), ["--clip_arch", ARCH, "--num_hidden_layers", "1", *extra])
-    qa = main_vqa.build_model(cfg, ANSWERS)
+    cfg = parse_with_config(text_video.parser(), ["--clip_arch", ARCH, "--num_hidden_layers", "1", *extra])
+    retrieval = text_video.build_model(cfg)
+    cfg = parse_with_config(vqa.parser(), ["--clip_arch", ARCH, "--num_hidden_layers", "1", "--freeze_layer_num",
+                                            "-1", *extra])
+    qa = vqa.build_model(cfg, ANSWERS)
     for model in (retrieval, qa):
         assert model.get_parameter(CONV1).requires_grad == (flag == "1")
 

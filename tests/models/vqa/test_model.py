@@ -7,7 +7,7 @@ from models.weights import CheckpointError
 from models.vqa import HBIQAModel, load_qa_model
 from models.clip.adapter import ClipConfig
 from models.vqa.model import weighted_pool
-from modules.engine.optim import freeze_clip_layers
+from models.clip.adapter import freeze_clip_layers
 
 CONFIG = ClipConfig(embed_dim=64, image_size=32, patch_size=16, vision_width=64, vision_layers=1,
                     context_length=16, vocab_size=49408, text_width=64, text_layers=1)

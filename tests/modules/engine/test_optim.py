@@ -19,6 +19,8 @@ class _Block(nn.Module):
 
 
 class _Model(nn.Module):
+    backbone_prefix = "clip."
+
     def __init__(self) -> None:
         super().__init__()
         self.clip = _Block()
@@ -37,16 +39,16 @@ def _names(model: nn.Module, group: dict) -> set[str]:
 def test_groups_lrs_and_decay() -> None:
     model = _Model()
     groups = {g["name"]: g for g in param_groups(model, lr=1e-4, coef_lr=1e-3, weight_decay=0.2)}
-    assert set(groups) == {"clip_decay", "clip_no_decay", "other_decay", "other_no_decay"}
-    assert _names(model, groups["clip_decay"]) == {"clip.proj.weight"}
-    assert _names(model, groups["clip_no_decay"]) == {
+    assert set(groups) == {"backbone_decay", "backbone_no_decay", "other_decay", "other_no_decay"}
+    assert _names(model, groups["backbone_decay"]) == {"clip.proj.weight"}
+    assert _names(model, groups["backbone_no_decay"]) == {
         "clip.ln_1.weight", "clip.ln_1.bias", "clip.proj.bias", "clip.class_embedding", "clip.logit_scale"}
     assert _names(model, groups["other_decay"]) == {"head.weight"}
     assert _names(model, groups["other_no_decay"]) == {"head.bias", "norm.weight", "norm.bias"}
-    assert groups["clip_decay"]["lr"] == pytest.approx(1e-7) and groups["clip_no_decay"]["lr"] == pytest.approx(1e-7)
+    assert groups["backbone_decay"]["lr"] == pytest.approx(1e-7) and groups["backbone_no_decay"]["lr"] == pytest.approx(1e-7)
     assert groups["other_decay"]["lr"] == 1e-4 and groups["other_no_decay"]["lr"] == 1e-4
-    assert groups["clip_decay"]["weight_decay"] == 0.2 and groups["other_decay"]["weight_decay"] == 0.2
-    assert groups["clip_no_decay"]["weight_decay"] == 0.0 and groups["other_no_decay"]["weight_decay"] == 0.0
+    assert groups["backbone_decay"]["weight_decay"] == 0.2 and groups["other_decay"]["weight_decay"] == 0.2
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["other_no_decay"]["weight_decay"] == 0.0
 
 
 def test_groups_feed_an_optimizer_and_unwrap_module() -> None:
@@ -59,7 +61,7 @@ def test_groups_feed_an_optimizer_and_unwrap_module() -> None:
 
     groups = param_groups(Wrapper(model), lr=1e-4, coef_lr=1e-3, weight_decay=0.2)
     optimizer = torch.optim.AdamW(groups, lr=1e-4)
-    assert [g["name"] for g in optimizer.param_groups][0] == "clip_decay"
+    assert [g["name"] for g in optimizer.param_groups][0] == "backbone_decay"
     assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
 
 

@@ -1,0 +1,45 @@
+"""QB-Norm's querybank for text-video retrieval: training captions scored against the test gallery."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modules.engine.distributed import DistInfo
+from modules.evaluation.common import evaluating, shard_loader
+from modules.evaluation.retrieval import encode_items, similarity_matrix
+
+
+def querybank_captions(text_set, size: int | None, seed: int) -> list:
+    """The first caption of every training video, or `size` of them drawn with a seeded generator."""
+    first = {}
+    for caption in text_set.captions:
+        first.setdefault(caption.video_index, caption)
+    captions = [first[v] for v in sorted(first)]
+    if size is None:
+        return captions
+    if size > len(captions):
+        raise SystemExit(f"--querybank_size {size} exceeds the {len(captions)} training videos")
+    picked = torch.randperm(len(captions), generator=torch.Generator().manual_seed(seed))[:size]
+    return [captions[i] for i in sorted(picked.tolist())]
+
+
+def write_querybank(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
+                    output_dir: Path) -> dict | None:
+    """sims_train_querybank.npy: (querybank captions, test videos) with its ids; `text_set.captions` already holds
+    the querybank's captions. Returns {split, shape, path} on the main process."""
+    row_ids = [f"{text_set.video_ids[c.video_index]}#0" for c in text_set.captions]  # first caption of each
+    with evaluating(model):
+        text = encode_items(model, shard_loader(text_set, dist, batch_size, workers), "text", dist, precision)
+        video = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
+        if not dist.is_main:
+            return None
+        sims = similarity_matrix(model, text, video, precision, dist.device)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "sims_train_querybank.npy"
+    np.save(path, sims)
+    ids = {"rows": row_ids, "cols": list(video_set.video_ids), "row_texts": [c.text for c in text_set.captions]}
+    (output_dir / "sims_train_querybank_ids.json").write_text(json.dumps(ids))
+    return {"split": "train_querybank", "shape": list(sims.shape), "path": str(path)}

@@ -1,0 +1,94 @@
+"""Glue of text-video retrieval (HBI, WTI, meanP): flags, model, data sets, evaluator, selection and table."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from torch import nn
+
+from dataloaders.text_video import DATASETS, TextVideoDataset, build_dataset
+from dataloaders.tokenizer import ClipTokenizer
+from models.text_video import MODELS, build_retrieval_model
+from modules.clip_video import add_backbone_flags, add_hbi_flags, add_video_flags, build_clip_model, hbi_options, \
+    video_options
+from modules.engine.distributed import DistInfo
+from modules.engine.flags import add_run_flags, add_train_flags
+from modules.engine.run import Evaluator, RunParts, Task
+from modules.engine.run_log import RunLog
+from modules.engine.trainer import Selection
+from modules.evaluation.metrics import retrieval_table
+from modules.evaluation.retrieval import evaluate
+
+TASK = Task(Selection("t2v_R1", summary_keys=("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR")), retrieval_table)
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--datatype", default="msrvtt", choices=sorted(DATASETS), help="benchmark family")
+    g.add_argument("--anno_path", default="data/msrvtt", help="folder of the annotation files")
+    g.add_argument("--train_csv", default="MSRVTT_train.9k.csv", help="msrvtt training split file (9k or 7k)")
+    add_video_flags(p)
+
+
+def add_model_flags(p: argparse.ArgumentParser, training: bool = True) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="hbi", choices=list(MODELS),
+                   help="HBI (hierarchical Banzhaf interaction, the reference's model), or one level: weighted "
+                        "token-wise, sentence vs mean frame, or token-wise with plain means")
+    add_backbone_flags(g, "ViT-B/32", training)
+    add_hbi_flags(p, "HBI (--model hbi only)", training)
+
+
+def parser() -> argparse.ArgumentParser:
+    """main_retrieval.py: train and/or evaluate."""
+    p = argparse.ArgumentParser(description="Train and evaluate text-video retrieval (HBI, WTI, meanP).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_flags(p)
+    add_model_flags(p)
+    add_train_flags(p)
+    add_run_flags(p)
+    return p
+
+
+def build_model(cfg: argparse.Namespace) -> nn.Module:
+    """The model of --model (see `build_clip_model`); HBI's options only for HBI."""
+    options = hbi_options(cfg) if cfg.model == "hbi" else {}
+    if hasattr(cfg, "train_patch_embedding"):
+        options["train_patch_embedding"] = bool(cfg.train_patch_embedding)
+
+    def build(config):
+        return build_retrieval_model(config, cfg.model, cfg.agg_module, cfg.num_hidden_layers, **options)
+    return build_clip_model(cfg, build, f"model {cfg.model!r}")
+
+
+def datasets(cfg: argparse.Namespace, split: str, input_spec: dict, modes: tuple[str, ...]
+             ) -> list[TextVideoDataset]:
+    """The data sets of `split` in each of `modes` ("pairs", "texts", "videos")."""
+    options = video_options(cfg, input_spec, train=split == "train")
+    if cfg.datatype == "msrvtt":
+        options["train_csv"] = cfg.train_csv
+    return [build_dataset(cfg.datatype, split, cfg.anno_path, cfg.video_path, ClipTokenizer(), mode, **options)
+            for mode in modes]
+
+
+def evaluator(cfg: argparse.Namespace, dist: DistInfo, input_spec: dict, output_dir: Path | None,
+              split: str = "test") -> Evaluator:
+    """Full retrieval evaluation of `split`; saves the matrix, its ids and the metrics in `output_dir`."""
+    text_set, video_set = datasets(cfg, split, input_spec, ("texts", "videos"))
+
+    def run(model: nn.Module) -> dict | None:
+        return evaluate(model, text_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
+                        output_dir=output_dir, split=split)
+    return run
+
+
+def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:
+    model = build_model(cfg).to(dist.device)
+    spec = model.input_spec
+    evaluate_test = evaluator(cfg, dist, spec, output_dir)
+
+    def train_set() -> TextVideoDataset:
+        pairs, = datasets(cfg, "train", spec, ("pairs",))
+        log.info(f"training on {len(pairs)} captions of {len(pairs.video_ids)} videos")
+        return pairs
+    return RunParts(model, train_set, validate=evaluate_test, test=evaluate_test)

@@ -102,3 +102,43 @@ def test_training_merges_every_level_whatever_the_rate():
     # The default of merge_levels (what the VQA model trains and answers with) is every level too.
     levels = model.merge_levels(torch.randn(2, 10, WIDTH), text_mask[:2], "text")
     assert all(level is not None for level in levels)
+
+
+class _Questions(list):
+    """Questions as the VQA evaluation reads them: dict rows and each question's video."""
+
+    def __init__(self, rows, text_to_video):
+        super().__init__(rows)
+        self.text_to_video = text_to_video
+
+
+@torch.no_grad()
+def test_vqa_answers_skip_levels_of_weight_zero():
+    from models.vqa import HBIQAModel
+    from modules.distributed import DistInfo
+    from modules.vqa_evaluation import predict_answers
+
+    torch.manual_seed(0)
+    model = HBIQAModel(CONFIG, 7, num_hidden_layers=1, rate=(1.0, 0.0, 0.0), jitter=False).eval()
+    g = torch.Generator().manual_seed(8)
+    text_mask = (torch.arange(10)[None] < torch.tensor([10, 6, 4, 8, 5])[:, None]).long()
+    ids = torch.randint(1, 1000, (5, 10), generator=g) * text_mask
+    owner = [0, 0, 1, 2, 1]
+    questions = _Questions([{"text_ids": ids[i], "text_mask": text_mask[i], "caption_index": i} for i in range(5)],
+                           owner)
+    frames = torch.randn(3, 4, 3, 32, 32, generator=g)
+    videos = [{"video": frames[i], "video_mask": torch.ones(4, dtype=torch.long)} for i in range(3)]
+    calls = count_stage_calls(model)
+    answer_ids, scores = predict_answers(model, questions, videos, DistInfo(0, 1, 0, torch.device("cpu"), True),
+                                         batch_size=2, workers=0, precision="fp32")
+    assert sum(calls.values()) == 0
+    # The same questions with every level merged, mixed with the same rate.
+    text, full_mask = model.encode_text(ids, text_mask), torch.ones(5, 4, dtype=torch.long)
+    video_levels = model.merge_levels(model.encode_video(frames[owner], full_mask), full_mask, "video")
+    full = model.answer_logits(model.merge_levels(text, text_mask, "text"), text_mask, video_levels, full_mask)
+    best = full.topk(5, dim=-1)
+    assert (answer_ids == best.indices.numpy()).all()
+    torch.testing.assert_close(torch.from_numpy(scores), best.values, rtol=1e-5, atol=1e-6)
+    entity_only = model.merge_levels(text, text_mask, "text", depth=1)
+    with pytest.raises(ValueError, match="weighs the action level, but the questions were merged without it"):
+        model.answer_logits(entity_only, text_mask, video_levels, full_mask, rate=(1, 1, 0))

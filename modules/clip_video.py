@@ -39,7 +39,7 @@ def add_video_flags(p: argparse.ArgumentParser, title: str = "video") -> None:
     g.add_argument("--video_framerate", "--feature_framerate", dest="video_framerate", type=float, default=1.0,
                    help="frames per second read before sub-sampling")
     g.add_argument("--slice_framepos", type=slice_mode, default="uniform",
-                   help=f"frames kept when a video has more than --max_frames: 0/head, 1/tail, 2/uniform")
+                   help="frames kept when a video has more than --max_frames: 0/head, 1/tail, 2/uniform")
     g.add_argument("--video_backend", default="decord", choices=list(BACKENDS))
     g.add_argument("--skip_bad_videos", type=int, default=0,
                    help="training only: skip unreadable videos (counted in the log) instead of stopping")

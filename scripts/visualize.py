@@ -8,7 +8,6 @@ Action- and event-level tokens are clusters of words or frames; their axes are l
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,8 +28,10 @@ LEVELS = ("entity", "action", "event")
 @torch.no_grad()
 def level_maps(model, text_ids, text_mask, video, video_mask) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per level: (similarity map (T_l, V_l), estimated Banzhaf interaction (T_l, V_l)) of one caption-video pair."""
-    text = model.prepare_text(model.encode_text(text_ids, text_mask), text_mask)
-    frames = model.prepare_video(model.encode_video(video, video_mask), video_mask)
+    # Every level is drawn, whatever the model's evaluation rate: prepare all three.
+    every_level = (1.0, 1.0, 1.0)
+    text = model.prepare_text(model.encode_text(text_ids, text_mask), text_mask, every_level)
+    frames = model.prepare_video(model.encode_video(video, video_mask), video_mask, every_level)
     out = []
     for t, v in zip(text.levels, frames.levels):
         rows, cols = int(t.mask[0].sum()), int(v.mask[0].sum())

@@ -1,7 +1,5 @@
 """End to end: main_retrieval.py on tiny synthetic data, 1 vs 2 processes, resume, bad input."""
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import main_retrieval
 from modules.engine.trainer import Trainer
 from dataloaders.errors import DataError
 from models.weights import CheckpointError
-from tests.helpers import ROOT, argv, run
+from tests.helpers import argv, run
 
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import main_vqa
-from tests.helpers import ROOT, run as run_script
+from tests.helpers import run as run_script
 from dataloaders.errors import DataError
 from modules.engine.config import parse_with_config
 from modules import vqa

@@ -1,7 +1,6 @@
 """test.py: checkpoint evaluation, scoring a saved matrix, and the QB-Norm querybank matrix."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -11,7 +10,7 @@ import pytest
 
 import main_retrieval
 from modules.evaluation.retrieval import compute_metrics
-from tests.helpers import ROOT, argv, eval_argv, load_test_entry
+from tests.helpers import argv, eval_argv, load_test_entry
 
 
 

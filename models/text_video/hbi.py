@@ -7,6 +7,8 @@ own student estimator, and KL terms pull the action and event similarity rows to
 
 Merging depends on one item only, so `prepare_text` / `prepare_video` do it once per item and `score` only
 compares prepared tokens; that gives the same numbers as the reference, which re-merges every 32 x 32 block.
+At evaluation only the levels that `rate` weighs are merged and scored (the paper's 1 0 0 needs no merging at all);
+training always computes all three.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from models.weights import CheckpointError, read_state_dict
 from models.losses import softmax_kl, symmetric_infonce
 
 LEVELS = ("entity", "action", "event")
+# A rate that weighs every level: what training prepares, whatever the evaluation rate.
+ALL_LEVELS = (1.0, 1.0, 1.0)
 # Fixed in the reference: k nearest neighbours of the DPC-KNN density, attention heads of the merge blocks,
 # channels of the estimators.
 CLUSTER_NEIGHBOURS = 3
@@ -51,9 +55,10 @@ def _hbi_reference_prefixes() -> dict[str, str]:
 
 @dataclass
 class HierarchyItems:
-    """Prepared captions or videos: Tokens at the entity, action and event levels (N items each)."""
+    """Prepared captions or videos: Tokens at the entity, action and event levels (N items each); a level that
+    was not computed (its weight and every later level's were zero) is None."""
 
-    levels: tuple[Tokens, Tokens, Tokens]
+    levels: tuple[Tokens, Tokens | None, Tokens | None]
 
 
 def _reversed(x: torch.Tensor) -> torch.Tensor:
@@ -121,47 +126,76 @@ class HBIModel(RetrievalModel):
         except RuntimeError as error:  # shape mismatch: a different number of planes
             raise CheckpointError(f"{path}: {str(error).splitlines()[-1].strip()}") from None
 
-    def merge_levels(self, feats: torch.Tensor, mask: torch.Tensor, kind: str
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, L, D) features of "text" or "video" -> raw tokens of the entity (the input), action and event levels."""
-        stages = self.text_stages if kind == "text" else self.video_stages
-        action = stages[0](feats, mask)  # padded tokens feed the merging, as in the reference
-        return feats, action, stages[1](action, None)
+    def num_levels(self, rate: tuple[float, float, float] | None = None) -> int:
+        """How many levels, entity first, scoring with `rate` (default: the model's) needs: 1, 2 or 3.
+        Event tokens are merged from action tokens, so a weighted event level needs the action level too."""
+        rate = self.rate if rate is None else _check_rate(rate)
+        return 3 if rate[2] else 2 if rate[1] else 1
 
-    def level_tokens(self, levels: tuple[torch.Tensor, ...], mask: torch.Tensor, kind: str) -> HierarchyItems:
-        """Raw tokens of the three levels -> what each level's WTI head scores; merged tokens are all real."""
+    def merge_levels(self, feats: torch.Tensor, mask: torch.Tensor, kind: str, depth: int = len(LEVELS)
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(N, L, D) features of "text" or "video" -> raw tokens of the entity (the input), action and event levels.
+        Only the first `depth` levels are merged; the others are None (merging is most of the per-item work)."""
+        if not 1 <= depth <= len(LEVELS):
+            raise ValueError(f"depth {depth}: expected 1 (entity), 2 (+ action) or 3 (+ event)")
+        stages = self.text_stages if kind == "text" else self.video_stages
+        # Padded tokens feed the merging, as in the reference.
+        action = stages[0](feats, mask) if depth >= 2 else None
+        event = stages[1](action, None) if depth >= 3 else None
+        return feats, action, event
+
+    def level_tokens(self, levels: tuple[torch.Tensor | None, ...], mask: torch.Tensor, kind: str
+                     ) -> HierarchyItems:
+        """Raw tokens of the three levels (None: not computed) -> what each level's WTI head scores (None stays
+        None); merged tokens are all real."""
         prepared = [getattr(self.interaction, f"prepare_{kind}")(levels[0], mask)]
         for head, tokens in zip(self.merged_heads, levels[1:]):
+            if tokens is None:
+                prepared.append(None)
+                continue
             ones = torch.ones(tokens.shape[:2], dtype=mask.dtype, device=mask.device)
             prepared.append(getattr(head, f"prepare_{kind}")(tokens, ones))
         return HierarchyItems(tuple(prepared))
 
-    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, kind: str) -> HierarchyItems:
-        return self.level_tokens(self.merge_levels(feats, mask, kind), mask, kind)
+    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, kind: str,
+                 rate: tuple[float, float, float] | None) -> HierarchyItems:
+        return self.level_tokens(self.merge_levels(feats, mask, kind, self.num_levels(rate)), mask, kind)
 
-    def prepare_text(self, text: torch.Tensor, text_mask: torch.Tensor) -> HierarchyItems:
-        """(N, Lw, D), (N, Lw) -> the caption's tokens at the three levels, computed once per caption."""
-        return self._prepare(text, text_mask, "text")
+    def prepare_text(self, text: torch.Tensor, text_mask: torch.Tensor,
+                     rate: tuple[float, float, float] | None = None) -> HierarchyItems:
+        """(N, Lw, D), (N, Lw) -> the caption's tokens at the levels that `rate` (default: the model's) needs,
+        computed once per caption; the other levels are None."""
+        return self._prepare(text, text_mask, "text", rate)
 
-    def prepare_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> HierarchyItems:
-        """(N, F, D), (N, F) -> the video's tokens at the three levels, computed once per video."""
-        return self._prepare(video, video_mask, "video")
+    def prepare_video(self, video: torch.Tensor, video_mask: torch.Tensor,
+                      rate: tuple[float, float, float] | None = None) -> HierarchyItems:
+        """(N, F, D), (N, F) -> the video's tokens at the levels that `rate` (default: the model's) needs,
+        computed once per video; the other levels are None."""
+        return self._prepare(video, video_mask, "video", rate)
 
     def score(self, text_items: HierarchyItems, video_items: HierarchyItems,
               rate: tuple[float, float, float] | None = None) -> torch.Tensor:
-        """(Nt, Nv) = rate[0] * entity + rate[1] * action + rate[2] * event; levels of rate 0 are skipped."""
+        """(Nt, Nv) = rate[0] * entity + rate[1] * action + rate[2] * event; levels of rate 0 are skipped.
+        Raises ValueError when `rate` weighs a level that the items were prepared without."""
         rate = self.rate if rate is None else _check_rate(rate)
         total = None
-        for weight, head, text, video in zip(rate, self.heads, text_items.levels, video_items.levels):
-            if weight:
-                level = weight * head.score(text, video)
-                total = level if total is None else total + level
+        for name, weight, head, text, video in zip(LEVELS, rate, self.heads, text_items.levels,
+                                                   video_items.levels):
+            if not weight:
+                continue
+            if text is None or video is None:
+                missing = "captions" if text is None else "videos"
+                raise ValueError(f"rate {rate} weighs the {name} level, but the {missing} were prepared without "
+                                 f"it: prepare them with this rate (prepare_text/prepare_video(..., rate=))")
+            level = weight * head.score(text, video)
+            total = level if total is None else total + level
         return total
 
     def similarity(self, text: torch.Tensor, text_mask: torch.Tensor, video: torch.Tensor,
                    video_mask: torch.Tensor, rate: tuple[float, float, float] | None = None) -> torch.Tensor:
-        """(Nt, Lw, D), (Nt, Lw), (Nv, F, D), (Nv, F) -> (Nt, Nv) similarities, text rows."""
-        return self.score(self.prepare_text(text, text_mask), self.prepare_video(video, video_mask), rate)
+        """(Nt, Lw, D), (Nt, Lw), (Nv, F, D), (Nv, F) -> (Nt, Nv) similarities, text rows; only the levels that
+        `rate` weighs are computed."""
+        return self.score(self.prepare_text(text, text_mask, rate), self.prepare_video(video, video_mask, rate), rate)
 
     def _distillation(self, student: BanzhafEstimator, maps: torch.Tensor, text_mask: torch.Tensor,
                       video_mask: torch.Tensor) -> torch.Tensor:
@@ -201,8 +235,9 @@ class HBIModel(RetrievalModel):
         gather = gather or (lambda x: x)
         text = gather(self.encode_text(text_ids, text_mask))
         video = gather(self.encode_video(frames, video_mask))
-        losses, sims = self.level_losses(self.prepare_text(text, gather(text_mask)),
-                                         self.prepare_video(video, gather(video_mask)))
+        # Every level is trained whatever the evaluation `rate`: prepare all three.
+        losses, sims = self.level_losses(self.prepare_text(text, gather(text_mask), ALL_LEVELS),
+                                         self.prepare_video(video, gather(video_mask), ALL_LEVELS))
         entity = sims[0]
         # Raw similarities (no logit scale), and the entity level is not detached: it receives gradient too.
         inter = sum(softmax_kl(s.T, entity.T) + softmax_kl(s, entity) for s in sims[1:])

@@ -17,6 +17,8 @@ from models.layers import token_weight_mlp
 _MASKED_LOGIT = -9e15
 # Upper bound on the elements of one (rows, Lt, videos, Lv) block of token similarities.
 _BLOCK_ELEMENTS = 2 ** 23  # 32 MB of fp32: small enough to stay cache-friendly
+# Fewest captions or videos of one group in the length-bucketed scoring: smaller groups make GEMMs inefficient.
+_MIN_GROUP = 32
 
 
 @dataclass
@@ -90,20 +92,45 @@ def _trimmed(tokens: Tokens, rows: torch.Tensor, length: int) -> Tokens:
     return Tokens(tokens.feats[rows, :length], tokens.mask[rows, :length], weights)
 
 
-def length_bucketed_scores(text: Tokens, video: Tokens, weighted: bool, video_groups: int = 4) -> torch.Tensor:
-    """(Nt, Nv) WTI scores computed on real tokens only: captions sorted by length and chunked, videos split
-    into length groups, every block trimmed to its longest item. Same numbers as the padded computation
-    (padded tokens carry zero weight), with far fewer multiply-adds when captions are short."""
+def _length_groups(lengths: torch.Tensor, min_size: int) -> list[torch.Tensor]:
+    """Item indices sorted by length and split where the length changes, so that a group trimmed to its longest
+    item carries no padding; runs shorter than `min_size` join the next (a short last run the previous one), so
+    that many distinct lengths do not make many tiny blocks."""
+    order = lengths.argsort(stable=True)
+    sizes, run = [], 0
+    for count in torch.unique_consecutive(lengths[order], return_counts=True)[1].tolist():
+        run += count
+        if run >= min_size:
+            sizes.append(run)
+            run = 0
+    if run:
+        if sizes:
+            sizes[-1] += run
+        else:
+            sizes.append(run)
+    return list(order.split(sizes))
+
+
+def length_bucketed_scores(text: Tokens, video: Tokens, weighted: bool, min_group: int = _MIN_GROUP
+                           ) -> torch.Tensor:
+    """(Nt, Nv) WTI scores computed on real tokens only: captions and videos grouped by length
+    (`_length_groups`), caption groups cut into chunks of bounded memory, every block trimmed to its longest item.
+    Same numbers as the padded computation (padded tokens carry zero weight), with far fewer multiply-adds when
+    captions are short; the scoring is matrix-multiply bound, so trimmed padding is time saved."""
     text_len, video_len = text.mask.sum(1), video.mask.sum(1)
     text_padded, video_padded = text_len < text.mask.shape[1], video_len < video.mask.shape[1]
     out = text.feats.new_empty(len(text), len(video))
-    for group in torch.tensor_split(video_len.argsort(), min(video_groups, len(video))):
-        frames = _trimmed(video, group, int(video_len[group].max()))
-        rows = max(1, _BLOCK_ELEMENTS // max(1, len(group) * frames.feats.shape[1] * text.feats.shape[1]))
-        for chunk in text_len.argsort().split(rows):
-            words = _trimmed(text, chunk, int(text_len[chunk].max()))
-            block = _wti_block(words, frames, weighted, text_padded[chunk], video_padded[group])
-            out[chunk[:, None], group[None, :]] = block.to(out.dtype)  # autocast gives half-precision blocks
+    text_groups = _length_groups(text_len, min_group)
+    for group in _length_groups(video_len, min_group):
+        # At least one position: a group of empty items keeps one zero token (scores 0, as padded).
+        frames = _trimmed(video, group, max(1, int(video_len[group].max())))
+        for captions in text_groups:
+            length = max(1, int(text_len[captions].max()))
+            rows = max(1, _BLOCK_ELEMENTS // max(1, len(group) * frames.feats.shape[1] * length))
+            for chunk in captions.split(rows):
+                words = _trimmed(text, chunk, max(1, int(text_len[chunk].max())))
+                block = _wti_block(words, frames, weighted, text_padded[chunk], video_padded[group])
+                out[chunk[:, None], group[None, :]] = block.to(out.dtype)  # autocast gives half-precision blocks
     return out
 
 

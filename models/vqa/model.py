@@ -89,24 +89,35 @@ class HBIQAModel(HBIModel):
         self.answer_heads = nn.ModuleList([AnswerHead(width, num_answers, dropout) for _ in LEVELS])
         self.answer_heads.apply(init_reference_weights)
 
+    def _level_logits(self, level: int, text: torch.Tensor, video: torch.Tensor, text_mask: torch.Tensor,
+                      video_mask: torch.Tensor) -> torch.Tensor:
+        """One level's (B, A) logits; only the entity level has padding, merged tokens are all real."""
+        masks = (text_mask, video_mask) if level == 0 else (None, None)
+        return self.answer_heads[level](text, video, *masks)
+
     def level_answer_logits(self, text_levels: tuple[torch.Tensor, ...], text_mask: torch.Tensor,
                             video_levels: tuple[torch.Tensor, ...], video_mask: torch.Tensor) -> list[torch.Tensor]:
-        """Raw tokens of the three levels (`merge_levels`) of B question-video pairs -> three (B, A) logits.
-        Only the entity level has padding; merged tokens are all real."""
-        logits = []
-        for i, (head, text, video) in enumerate(zip(self.answer_heads, text_levels, video_levels)):
-            masks = (text_mask, video_mask) if i == 0 else (None, None)
-            logits.append(head(text, video, *masks))
-        return logits
+        """Raw tokens of the three levels (`merge_levels`) of B question-video pairs -> three (B, A) logits."""
+        return [self._level_logits(i, text, video, text_mask, video_mask)
+                for i, (text, video) in enumerate(zip(text_levels, video_levels))]
 
-    def answer_logits(self, text_levels: tuple[torch.Tensor, ...], text_mask: torch.Tensor,
-                      video_levels: tuple[torch.Tensor, ...], video_mask: torch.Tensor,
+    def answer_logits(self, text_levels: tuple[torch.Tensor | None, ...], text_mask: torch.Tensor,
+                      video_levels: tuple[torch.Tensor | None, ...], video_mask: torch.Tensor,
                       rate: tuple[float, float, float] | None = None) -> torch.Tensor:
-        """`level_answer_logits` mixed: (B, A) = sum over levels of rate x logits (levels of weight 0 skipped).
-        Evaluation merges each video once (`merge_levels`) and indexes the result for its questions."""
+        """(B, A) = sum over levels of rate x logits. Levels of weight 0 are not run, and may be None (not merged:
+        `merge_levels(..., depth=num_levels(rate))`). Evaluation merges each video once and indexes the result for
+        its questions."""
         rate = self.rate if rate is None else _check_rate(rate)
-        levels = self.level_answer_logits(text_levels, text_mask, video_levels, video_mask)
-        return sum(w * level for w, level in zip(rate, levels) if w)
+        total = None
+        for i, (name, weight, text, video) in enumerate(zip(LEVELS, rate, text_levels, video_levels)):
+            if not weight:
+                continue
+            if text is None or video is None:
+                raise ValueError(f"rate {rate} weighs the {name} level, but the "
+                                 f"{'questions' if text is None else 'videos'} were merged without it")
+            level = weight * self._level_logits(i, text, video, text_mask, video_mask)
+            total = level if total is None else total + level
+        return total
 
     def training_losses(self, text_ids: torch.Tensor, text_mask: torch.Tensor, frames: torch.Tensor,
                         video_mask: torch.Tensor, answer: torch.Tensor, gather=None) -> dict[str, torch.Tensor]:

@@ -25,15 +25,18 @@ TOP_K = 5
 
 @torch.no_grad()
 def _video_levels(model, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str) -> tuple:
-    """Every video's tokens at the three levels ((Nv, L, D) each) and its (Nv, F) frame mask, on every process."""
+    """Every video's tokens at the three levels ((Nv, L, D) each; None where the model's rate does not need the
+    level) and its (Nv, F) frame mask, on every process."""
     feats, mask = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
-    levels = [], [], []
+    depth = model.num_levels()  # levels of answer weight 0 (and no weighted level after them) are not merged
+    levels = [[] for _ in range(depth)]
     for start in range(0, len(feats), batch_size):
         with autocast_context(dist.device, precision):
-            chunk = model.merge_levels(feats[start:start + batch_size], mask[start:start + batch_size], "video")
+            chunk = model.merge_levels(feats[start:start + batch_size], mask[start:start + batch_size], "video",
+                                       depth)
         for out, level in zip(levels, chunk):
             out.append(level.float())
-    return tuple(torch.cat(level) for level in levels), mask
+    return tuple(torch.cat(level) for level in levels) + (None,) * (3 - depth), mask
 
 
 @torch.no_grad()
@@ -50,8 +53,9 @@ def predict_answers(model, question_set, video_set, dist: DistInfo, batch_size: 
         videos = question_video[batch["caption_index"].to(dist.device)]
         with autocast_context(dist.device, precision):
             text = model.encode_text(batch["text_ids"].to(dist.device, non_blocking=True), text_mask)
-            text_levels = model.merge_levels(text, text_mask, "text")
-            logits = model.answer_logits(text_levels, text_mask, tuple(level[videos] for level in video_levels),
+            text_levels = model.merge_levels(text, text_mask, "text", model.num_levels())
+            logits = model.answer_logits(text_levels, text_mask,
+                                         tuple(None if level is None else level[videos] for level in video_levels),
                                          video_mask[videos])
         best = logits.float().topk(top_k, dim=-1)
         ids.append(best.indices)

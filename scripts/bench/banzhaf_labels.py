@@ -14,9 +14,7 @@ Usage: python -m scripts.bench.banzhaf_labels [--maps 32] [--words 24] [--frames
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 

@@ -1,7 +1,7 @@
 """Benchmark: answering questions when each video is encoded and merged once vs once per question.
 
 Plain path (how the reference evaluates): every batch of questions runs the whole model on its own copy of each
-question's video, so a video with 24 questions is encoded 24 times. Fast path (`modules/vqa_evaluation.py`):
+question's video, so a video with 24 questions is encoded 24 times. Fast path (`modules/evaluation/qa.py`):
 videos encoded and merged once, their tokens indexed for their questions. Frames are decoded beforehand for both,
 so decoding, which the plain path also repeats per question, is not counted. Prints both times, the ratio and the
 largest logit difference.
@@ -12,8 +12,6 @@ largest logit difference.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 

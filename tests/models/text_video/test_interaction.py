@@ -89,3 +89,27 @@ def test_scores_under_autocast_match_fp32():
             half = head.score(head.prepare_text(*text), head.prepare_video(*video))
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, full, atol=3e-2, rtol=0)
+
+
+def test_length_groups_split_where_the_length_changes():
+    lengths = torch.tensor([3, 1, 3, 2, 1, 3, 5])
+    groups = [lengths[g].tolist() for g in inter._length_groups(lengths, 1)]
+    assert groups == [[1, 1], [2], [3, 3, 3], [5]]
+    # Runs shorter than the minimum join the next; a short last run joins the previous group.
+    assert [lengths[g].tolist() for g in inter._length_groups(lengths, 3)] == [[1, 1, 2], [3, 3, 3, 5]]
+    assert [len(g) for g in inter._length_groups(lengths, 10)] == [7]
+
+
+def test_length_bucketed_scores_equal_the_padded_blocks(monkeypatch):
+    """Groups of one length each, several caption chunks, pairs whose real similarities are all negative."""
+    torch.manual_seed(0)
+    head = TokenInteraction(8).eval()
+    text, video = items(29, 9, dim=8, seed=5), items(17, 6, dim=8, seed=6)
+    video[0][:5] = -text[0][:5, :6].clone()
+    monkeypatch.setattr(inter, "_BLOCK_ELEMENTS", 9 * 6 * 5)
+    with torch.no_grad():
+        t, v = head.prepare_text(*text), head.prepare_video(*video)
+        padded = inter._wti_block(t, v, weighted=True)
+        for min_group in (1, 4, 100):
+            torch.testing.assert_close(inter.length_bucketed_scores(t, v, True, min_group), padded,
+                                       atol=1e-6, rtol=1e-5)

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from modules.engine.distributed import DistInfo
-from modules.evaluation.common import evaluating, shard_loader
-from modules.evaluation.retrieval import encode_items, similarity_matrix
+from modules.evaluation.retrieval import all_pairs_similarity
 
 
 def querybank_captions(text_set, size: int | None, seed: int) -> list:
@@ -31,12 +30,9 @@ def write_querybank(model, text_set, video_set, dist: DistInfo, batch_size: int,
     """sims_train_querybank.npy: (querybank captions, test videos) with its ids; `text_set.captions` already holds
     the querybank's captions. Returns {split, shape, path} on the main process."""
     row_ids = [f"{text_set.video_ids[c.video_index]}#0" for c in text_set.captions]  # first caption of each
-    with evaluating(model):
-        text = encode_items(model, shard_loader(text_set, dist, batch_size, workers), "text", dist, precision)
-        video = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
-        if not dist.is_main:
-            return None
-        sims = similarity_matrix(model, text, video, precision, dist.device)
+    sims = all_pairs_similarity(model, text_set, video_set, dist, batch_size, workers, precision)
+    if sims is None:
+        return None
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "sims_train_querybank.npy"
     np.save(path, sims)

@@ -79,15 +79,22 @@ def row_ids_of(dataset) -> list[str]:
     return ids
 
 
-def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
-             output_dir: Path | None = None, split: str = "test") -> dict | None:
-    """Full evaluation; returns the metrics on the main process (None elsewhere) and saves the matrix there."""
+def all_pairs_similarity(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int,
+                         precision: str) -> np.ndarray | None:
+    """(texts, videos) similarities of two data sets in eval mode (the per-item preparation too: HBI's merging
+    draws density noise in training mode); on the main process, None elsewhere."""
     with evaluating(model):
         text = encode_items(model, shard_loader(text_set, dist, batch_size, workers), "text", dist, precision)
         video = encode_items(model, shard_loader(video_set, dist, batch_size, workers), "video", dist, precision)
-    if not dist.is_main:
+        return similarity_matrix(model, text, video, precision, dist.device) if dist.is_main else None
+
+
+def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
+             output_dir: Path | None = None, split: str = "test") -> dict | None:
+    """Full evaluation; returns the metrics on the main process (None elsewhere) and saves the matrix there."""
+    sims = all_pairs_similarity(model, text_set, video_set, dist, batch_size, workers, precision)
+    if sims is None:
         return None
-    sims = similarity_matrix(model, text, video, precision, dist.device)
     text_to_video = np.asarray(text_set.text_to_video)
     metrics = compute_metrics(sims, text_to_video)
     if output_dir is not None:

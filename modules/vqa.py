@@ -145,11 +145,14 @@ def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path
         log.info(f"training on {len(pairs)} questions of {len(pairs.video_ids)} videos{dropped}")
         return pairs
 
-    def load_best(net: nn.Module) -> None:  # the final evaluation uses the best epoch, as the reference does
-        best_file = output_dir / "pytorch_model.bin.best"
-        if best_file.is_file():
-            net.load_reference_state_dict(read_state_dict(best_file))
+    def load_best(net: nn.Module, best: dict) -> None:
+        """The final evaluation uses the best epoch, as the reference does: the weights this run selected."""
+        if best["epoch"] > 0:
+            net.load_reference_state_dict(read_state_dict(output_dir / "pytorch_model.bin.best"))
+        else:
+            log.info("no best epoch: the final evaluation uses the last epoch's weights")
 
     validate = evaluator(cfg, cfg.val_csv, "val", vocab, majority, dist, spec, output_dir) if cfg.do_train else None
-    test = evaluator(cfg, cfg.test_csv or cfg.val_csv, "test", vocab, majority, dist, spec, output_dir)
+    test = evaluator(cfg, cfg.test_csv or cfg.val_csv, "test", vocab, majority, dist, spec,
+                     output_dir) if cfg.do_eval else None
     return RunParts(model, train_set, validate, test, after_training=load_best)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -178,6 +178,15 @@ class GlobalBatchSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return (self.num_items // self.global_batch) * self.local
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` (picklable) on every rank; `obj` itself in a single process."""
+    if _world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def barrier() -> None:

@@ -38,15 +38,16 @@ class Task:
 
 @dataclass
 class RunParts:
-    """What a system builds for one run. `train_set` is called only when training; `test` is the final
-    evaluation of `--do_eval` (without it, the best epoch's `validate` metrics are the result); `after_training`
-    runs once training ends (e.g. reloading the best epoch)."""
+    """What a system builds for one run. `train_set` and `validate` are used only when training; `test` is the
+    final evaluation of `--do_eval` (without it, the best epoch's `validate` metrics are the result);
+    `after_training(model, best)` runs once training ends (e.g. reloading the best epoch; `best` is the trainer's
+    {key, "epoch"}, epoch -1 when no epoch was selected), the same on every process."""
 
     model: nn.Module
     train_set: Callable[[], Dataset]
-    validate: Evaluator
+    validate: Evaluator | None
     test: Evaluator | None = None
-    after_training: Callable[[nn.Module], None] | None = None
+    after_training: Callable[[nn.Module, dict], None] | None = None
 
 
 def start_run(cfg: argparse.Namespace) -> tuple[DistInfo, Path, RunLog]:
@@ -83,9 +84,11 @@ def train(parts: RunParts, task: Task, cfg: argparse.Namespace, dist: DistInfo, 
     key = task.selection.key
     if best["epoch"] > 0:
         log.info(f"best {key} {best[key]:.4g} at epoch {best['epoch']}")
+    else:
+        log.info(f"no epoch selected: the validation {key} never improved on its start value (NaN?)")
     barrier()
     if parts.after_training is not None:
-        parts.after_training(parts.model)
+        parts.after_training(parts.model, best)
     return trainer.best_metrics
 
 

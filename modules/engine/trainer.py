@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from modules.engine.checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
-from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier, gather_rows,
-                                 worker_init_fn)
+from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier,
+                                       broadcast_object, gather_rows, worker_init_fn)
 from modules.engine.optim import build_scheduler, param_groups
 from modules.engine.precision import autocast_context, check_precision
 from modules.engine.run_log import RunLog
@@ -195,6 +195,8 @@ class Trainer:
             save_checkpoint(self.output_dir / "last.pt", model=self.model, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, step=self.step, epoch=epoch,
                             extra={"best": self.best, "best_metrics": self.best_metrics})
+        # Only the main process sees the metrics; every rank must agree on which epoch is best.
+        self.best = broadcast_object(self.best)
         barrier()
 
     def save_weights(self, path: Path) -> None:

@@ -27,12 +27,12 @@ from modules.engine.flags import TRAIN_FLAGS, add_run_flags
 from modules.engine.tables import write_markdown
 from modules.evaluation.metrics import DIRECTIONS, direction_metrics, ranking_table, retrieval_table
 from modules.evaluation.querybank import querybank_captions, write_querybank
-from modules.evaluation.retrieval import evaluate, load_text_to_video
+from modules.evaluation.retrieval import load_text_to_video
 from modules.qbnorm import load_sims
 
 SPLITS = ("test", "val", "train_querybank")
 # Keys of a training preset that evaluation does not use.
-NOT_USED = TRAIN_FLAGS | {"estimator", "kl", "skl", "train_patch_embedding"}
+NOT_USED = TRAIN_FLAGS | text_video.TRAINING_MODEL_FLAGS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,9 +91,7 @@ def evaluate_checkpoint(cfg: argparse.Namespace) -> dict | None:
         text_set.captions = querybank_captions(text_set, cfg.querybank_size, cfg.seed)
         return write_querybank(model, text_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
                                output_dir)
-    text_set, video_set = text_video.datasets(cfg, cfg.split, spec, ("texts", "videos"))
-    metrics = evaluate(model, text_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
-                       output_dir=output_dir, split=cfg.split)
+    metrics = text_video.evaluator(cfg, dist, spec, output_dir, cfg.split)(model)
     if metrics is not None:
         table = retrieval_table(metrics)
         print(table)

@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 # Keys of a retrieval training preset (e.g. config/demo.yaml) that the estimator's run does not use.
-PRESET_KEYS_NOT_USED = frozenset({"do_eval", "estimator", "kl", "skl", "train_patch_embedding"})
+PRESET_KEYS_NOT_USED = text_video.TRAINING_MODEL_FLAGS | {"do_eval"}
 
 
 def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:

@@ -12,7 +12,7 @@ from models.text_video import MODELS, build_retrieval_model
 from modules.clip_video import add_backbone_flags, add_hbi_flags, add_video_flags, build_clip_model, hbi_options, \
     video_options
 from modules.engine.distributed import DistInfo
-from modules.engine.flags import add_run_flags, add_train_flags
+from modules.engine.flags import add_run_flags, add_train_flags, dests
 from modules.engine.run import Evaluator, RunParts, Task
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection
@@ -37,6 +37,11 @@ def add_model_flags(p: argparse.ArgumentParser, training: bool = True) -> None:
                         "token-wise, sentence vs mean frame, or token-wise with plain means")
     add_backbone_flags(g, "ViT-B/32", training)
     add_hbi_flags(p, "HBI (--model hbi only)", training)
+
+
+# Model flags that only training takes (the estimator, loss weights, the patch embedding): a training preset's keys
+# that evaluation and the estimator's label generation skip.
+TRAINING_MODEL_FLAGS = dests(add_model_flags, True) - dests(add_model_flags, False)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import CaptionItem, TextVideoDataset, VideoItem, build_gallery, load_json, require_file
+from dataloaders.text_video.dataset import (CaptionItem, TextVideoDataset, VideoItem, build_gallery, load_json,
+                                           require_file)
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 each a dict video_id -> {duration, timestamps, sentences}. As in the reference (paragraph-to-video retrieval)
 the sentences of a video are joined into one paragraph, one caption per video, and the segment runs from 0 s to
 ceil(duration). Videos are {video_path}/{video_id}.mp4 (ids keep their 'v_' prefix); .mkv and .webm are
-tried when the .mp4 is absent. Frames follow the reference's OpenCV extractor ("per_second" in video_reader:
-whole-number frame rate, video_framerate frames in each whole second of the segment), not MSR-VTT's decord stride.
+tried when the .mp4 is absent. Frames follow the reference's OpenCV extractor (dataloaders/video/reader.py
+"per_second": whole-number frame rate, video_framerate frames in each whole second of the segment), not
+MSR-VTT's decord stride.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ A family's `load_annotations` gives the gallery (`VideoItem`s, fixed order) and 
   "texts"  (one per caption):           text_ids, text_mask, caption_index
   "videos" (one per video):             video, video_mask, video_index
 with text_* (max_words,) int64, video (max_frames, 3, S, S) float32, video_mask (max_frames,) int64.
-Frames are picked by the named rule `frame_sampler` (video_reader.SAMPLERS); build_dataset passes the family's.
+Frames are picked by the named rule `frame_sampler` (SAMPLERS of dataloaders/video/reader.py); build_dataset
+passes the family's.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ paragraph (one caption per video, first-appearance order) and the segment is 0 s
 30 s were cut to 30 s for annotation, and this spares reading every video's length.
 The `video` field is a file name with its original extension (e.g. 10015567@N08_3655084291_d8b58466fa.mov);
 the file is {video_path}/{video}, or, after compression to mp4, {video}.mp4 or {stem}.mp4 / .mkv / .webm.
-Frames follow the reference's OpenCV extractor ("per_second" in video_reader: whole-number frame rate, video_framerate
-frames in each whole second up to min(31 s, the video's length)), not MSR-VTT's decord stride.
+Frames follow the reference's OpenCV extractor (dataloaders/video/reader.py "per_second": whole-number frame
+rate, video_framerate frames in each whole second up to min(31 s, the video's length)), not MSR-VTT's decord stride.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import os
 import pickle
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, read_id_list, require_file,
-                         resolve_video)
+from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, read_id_list,
+                                           require_file, resolve_video)
 
 CAPTIONS = "raw-captions.pkl"
 

@@ -1,6 +1,6 @@
 """Decode the sampled frames of one video: (T, H, W, 3) uint8 RGB, T <= max_frames.
 
-Two position rules, looked up by name in SAMPLERS; each family picks one (dataloaders/__init__.py), and both
+Two position rules, looked up by name in SAMPLERS; each family picks one (dataloaders/text_video/__init__.py), and both
 backends decode the same positions.
 
 "stride" (MSR-VTT, MSVD, LSMDC; the reference's decord reader `_get_rawvideo_dec`): with fps the container's

@@ -10,9 +10,8 @@ is a JSON object with the held-out metrics of the best epoch (lowest MSE).
 """
 from __future__ import annotations
 
-import sys
-
 from modules import estimator
+from modules.engine.errors import cli
 from modules.engine.run import run
 
 
@@ -21,4 +20,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(main)

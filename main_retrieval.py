@@ -8,9 +8,8 @@ The last line printed is a JSON object with the test metrics.
 """
 from __future__ import annotations
 
-import sys
-
 from modules import text_video
+from modules.engine.errors import cli
 from modules.engine.run import run
 
 
@@ -19,4 +18,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(main)

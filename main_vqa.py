@@ -12,9 +12,8 @@ questions dropped). The last line printed is a JSON object.
 """
 from __future__ import annotations
 
-import sys
-
 from modules import vqa
+from modules.engine.errors import cli
 from modules.engine.run import run
 
 
@@ -23,4 +22,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(main)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from modules import text_video
 from modules.engine.config import parse_with_config
 from modules.engine.distributed import cleanup, init_distributed, seed_everything
+from modules.engine.errors import cli, debugging, set_debug
 from modules.engine.flags import TRAIN_FLAGS, add_run_flags
+from modules.engine.run_folder import prepare
 from modules.engine.tables import write_markdown
 from modules.evaluation.metrics import DIRECTIONS, direction_metrics, ranking_table, retrieval_table
 from modules.evaluation.querybank import querybank_captions, write_querybank
@@ -79,11 +80,25 @@ def score_saved(cfg: argparse.Namespace) -> dict:
     return out
 
 
+def claim_folder(cfg: argparse.Namespace, is_main: bool) -> None:
+    """This evaluation's files in --output_dir (config_<label>.yaml, metrics_<label>.*, ...): an earlier run's stop
+    it unless --overwrite 1; a training run's files are left alone."""
+    notes, _ = prepare(cfg, training=False, label=output_label(cfg), is_main=is_main)
+    for note in notes:
+        print(note, flush=True)
+
+
+def output_label(cfg: argparse.Namespace) -> str:
+    """What this run's files are named after: the split, or the scored matrix and direction."""
+    return f"{cfg.sims.stem}_{cfg.metric}" if cfg.sims is not None else cfg.split
+
+
 def evaluate_checkpoint(cfg: argparse.Namespace) -> dict | None:
     """Evaluate --init_model on --split; returns what the last line prints (main process only)."""
     dist = init_distributed(cfg.device)
     seed_everything(cfg.seed, dist.rank)
     model = text_video.build_model(cfg).to(dist.device)
+    claim_folder(cfg, dist.is_main)
     spec, output_dir = model.input_spec, Path(cfg.output_dir)
     if cfg.split == "train_querybank":
         text_set, = text_video.datasets(cfg, "train", spec, ("texts",))
@@ -101,10 +116,17 @@ def evaluate_checkpoint(cfg: argparse.Namespace) -> dict | None:
 
 def main(argv: list[str] | None = None) -> dict | None:
     cfg = parse_with_config(parser(), argv, NOT_USED)
+    set_debug(cfg.debug)
     check_args(cfg)
     try:
-        result = score_saved(cfg) if cfg.sims is not None else evaluate_checkpoint(cfg)
-    except (ValueError, OSError) as err:
+        if cfg.sims is not None:
+            claim_folder(cfg, is_main=True)
+            result = score_saved(cfg)
+        else:
+            result = evaluate_checkpoint(cfg)
+    except (ValueError, OSError) as err:  # the input's errors (DataError, CheckpointError, ...) are ValueErrors
+        if debugging():
+            raise
         raise SystemExit(f"test.py: error: {err}") from None
     finally:
         cleanup()
@@ -114,4 +136,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli(main)

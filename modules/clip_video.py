@@ -12,7 +12,7 @@ from dataloaders.video.reader import BACKENDS, SLICE_MODES
 from models.clip.adapter import ClipConfig
 from models.clip.loading import load_weights
 from models.text_video.temporal import TEMPORAL_MODULES
-from modules.engine.flags import json_dict
+from modules.engine.flags import json_dict, positive_float, positive_int
 
 # The reference numbers its frame-selection modes (--slice_framepos 0/1/2).
 _SLICE_NUMBERS = {"0": "head", "1": "tail", "2": "uniform"}
@@ -34,10 +34,10 @@ def add_video_flags(p: argparse.ArgumentParser, title: str = "video") -> None:
     g = p.add_argument_group(title)
     g.add_argument("--video_path", "--features_path", dest="video_path", default="data/msrvtt/videos",
                    help="folder of the video files")
-    g.add_argument("--max_words", type=int, default=32)
-    g.add_argument("--max_frames", type=int, default=12)
-    g.add_argument("--video_framerate", "--feature_framerate", dest="video_framerate", type=float, default=1.0,
-                   help="frames per second read before sub-sampling")
+    g.add_argument("--max_words", type=positive_int, default=32)
+    g.add_argument("--max_frames", type=positive_int, default=12)
+    g.add_argument("--video_framerate", "--feature_framerate", dest="video_framerate", type=positive_float,
+                   default=1.0, help="frames per second read before sub-sampling")
     g.add_argument("--slice_framepos", type=slice_mode, default="uniform",
                    help="frames kept when a video has more than --max_frames: 0/head, 1/tail, 2/uniform")
     g.add_argument("--video_backend", default="decord", choices=list(BACKENDS))

@@ -4,9 +4,11 @@ The file loads with `torch.load(weights_only=True)`: RNG states are stored as te
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -14,34 +16,81 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.weights import CheckpointError
+from modules.engine.errors import RunError
+
 FORMAT = "hbi-train-checkpoint-v1"
 LAST_NAME = "last.pt"
+TMP_MARK = ".tmp"  # temporary files are .<name>.tmp<pid>
 _REQUIRED_KEYS = ("format", "model", "step", "epoch", "rng")
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def _write_failure(path: Path, err: BaseException) -> str:
+    """Why a write failed, in words: the OSError behind torch's own message when there is one (a full disk
+    shows up as `[enforce fail at inline_container.cc] unexpected pos`, with the ENOSPC as its context)."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+        free = shutil.disk_usage(path.parent).free
+        return f"the disk is full ({free / 2**20:.1f} MiB free there)"
+    if isinstance(cause, OSError):
+        return cause.strerror or str(cause)
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """Write `path` through a temporary file in the same folder, fsync it, then rename it into place.
 
-    A crash or an exception while writing leaves the previous file (if any) untouched and no partial file.
+    A crash or an exception while writing leaves the previous file (if any) untouched and no partial file; a write
+    that fails (a full disk, no permission) raises `RunError` naming the path and the cause.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except (KeyboardInterrupt, SystemExit):
         tmp.unlink(missing_ok=True)
         raise
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"{path}: could not write it: {_write_failure(path, err)}") from err
     # The rename itself is durable only once the directory entry is on disk.
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed runs left in `folder` (their process is gone); returns them."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_MARK}*"):
+        pid = tmp.name.rpartition(TMP_MARK)[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -99,17 +148,17 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
 def _read(path: Path, map_location: Any) -> dict[str, Any]:
     """Load and validate a checkpoint file; errors name the file."""
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: not a training checkpoint (expected a dict, got {type(ckpt).__name__})")
+        raise CheckpointError(f"{path}: not a training checkpoint (expected a dict, got {type(ckpt).__name__})")
     for key in _REQUIRED_KEYS:
         if key not in ckpt:
-            raise ValueError(f"{path}: not a training checkpoint of this repository (missing key '{key}')")
+            raise CheckpointError(f"{path}: not a training checkpoint of this repository (missing key '{key}')")
     return ckpt
 
 
@@ -127,7 +176,7 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
         if obj is None:
             continue
         if key not in ckpt:
-            raise ValueError(f"{path}: checkpoint has no '{key}' state to resume from")
+            raise CheckpointError(f"{path}: checkpoint has no '{key}' state to resume from")
         obj.load_state_dict(ckpt[key])
     if restore_rng:
         _set_rng_state(ckpt["rng"])

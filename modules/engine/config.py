@@ -58,7 +58,9 @@ def _convert(action: argparse.Action, value: Any, path: Path, key: str) -> Any:
         if isinstance(value, list):
             return [action.type(v) for v in value]
         return action.type(value)
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
+    except argparse.ArgumentTypeError as err:
+        raise SystemExit(f"{path}: key '{key}': {err}") from None
+    except (TypeError, ValueError):
         type_name = getattr(action.type, "__name__", str(action.type))
         raise SystemExit(f"{path}: key '{key}' has value {value!r}, expected {type_name}") from None
 
@@ -114,35 +116,51 @@ def _preset_defaults(parser: argparse.ArgumentParser, path: Path, not_used: froz
     return defaults
 
 
+def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """Destinations that `argv` itself sets: argparse leaves an attribute alone that the namespace already has,
+    so a namespace pre-filled with a marker shows which flags were given."""
+    marker = object()
+    namespace = argparse.Namespace(**{a.dest: marker for a in parser._actions if a.dest != "help"})
+    parser.parse_args(argv, namespace=namespace)
+    return {dest for dest, value in vars(namespace).items() if value is not marker}
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None,
-                      not_used: frozenset[str] = frozenset()) -> argparse.Namespace:
+                      not_used: frozenset[str] = frozenset(), explicit: set[str] | None = None
+                      ) -> argparse.Namespace:
     """Parse `argv` with YAML defaults from `--config`; command-line flags win over the preset.
 
     Preset keys are flag names (a flag's aliases work too). Unknown keys stop with one line naming the file and
     the key; keys in `not_used` (another script's flags in a preset it shares, e.g. an evaluation reading a training
     preset) are skipped and listed on stderr. `--local_rank N` / `--local-rank N` are accepted for the old launcher and
-    dropped from the result (ranks come from the environment).
+    dropped from the result (ranks come from the environment). `explicit`, when given, receives the destinations
+    that the preset or the command line set (the rest are the parser's defaults).
     """
     _add_common_flags(parser)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=str, default=None)
     known, _ = pre.parse_known_args(argv)
+    preset = {}
     if known.config is not None:
-        parser.set_defaults(**_preset_defaults(parser, Path(known.config), not_used))
+        preset = _preset_defaults(parser, Path(known.config), not_used)
+        parser.set_defaults(**preset)
     args = parser.parse_args(argv)
+    if explicit is not None:
+        explicit.update(preset, _given_on_command_line(parser, argv))
+        explicit.discard("local_rank")
     if hasattr(args, "local_rank"):
         del args.local_rank
     return args
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """YAML-safe form of a resolved flag value (paths and tuples become strings and lists)."""
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return value
 
 
@@ -150,5 +168,5 @@ def save_config(cfg: argparse.Namespace, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically (a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(_plain(vars(cfg)), sort_keys=True, default_flow_style=False)
+    text = yaml.safe_dump(plain(vars(cfg)), sort_keys=True, default_flow_style=False)
     atomic_write(path, lambda f: f.write(text.encode()))

@@ -18,6 +18,28 @@ def json_dict(text: str) -> dict:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (batch sizes, epochs, frames): refused at parse time, not in a worker."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Where the run writes, how it is seeded, where it runs and how evaluation batches are loaded."""
     g = p.add_argument_group("run")
@@ -25,9 +47,12 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    g.add_argument("--batch_size_val", type=int, default=128, help="per-process batch when encoding")
-    g.add_argument("--workers", "--num_thread_reader", dest="workers", type=int, default=4,
+    g.add_argument("--batch_size_val", type=positive_int, default=128, help="per-process batch when encoding")
+    g.add_argument("--workers", "--num_thread_reader", dest="workers", type=non_negative_int, default=4,
                    help="data-loading processes per GPU/process")
+    g.add_argument("--overwrite", type=int, default=0,
+                   help="1: replace the earlier run's files in --output_dir (otherwise a run never replaces them)")
+    g.add_argument("--debug", type=int, default=0, help="1: errors about the input show their traceback")
 
 
 def add_train_flags(p: argparse.ArgumentParser, do_eval: bool = True) -> None:
@@ -36,16 +61,17 @@ def add_train_flags(p: argparse.ArgumentParser, do_eval: bool = True) -> None:
     g.add_argument("--do_train", type=int, nargs="?", const=1, default=0, help="`--do_train` or `--do_train 1`")
     if do_eval:
         g.add_argument("--do_eval", type=int, nargs="?", const=1, default=0, help="`--do_eval` or `--do_eval 1`")
-    g.add_argument("--epochs", type=int, default=5)
-    g.add_argument("--batch_size", type=int, default=128, help="global batch over all processes")
+    g.add_argument("--epochs", type=positive_int, default=5)
+    g.add_argument("--batch_size", type=positive_int, default=128, help="global batch over all processes")
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate of the new layers")
     g.add_argument("--coef_lr", type=float, default=1e-3, help="the backbone's learning rate is lr * coef_lr")
     g.add_argument("--weight_decay", type=float, default=0.2)
     g.add_argument("--warmup_proportion", type=float, default=0.1)
     g.add_argument("--max_grad_norm", type=float, default=1.0, help="0 turns clipping off")
-    g.add_argument("--grad_accum_steps", type=int, default=1)
-    g.add_argument("--n_display", type=int, default=50, help="log the losses every n optimizer steps")
-    g.add_argument("--resume", type=int, default=0, help="continue from output_dir/last.pt")
+    g.add_argument("--grad_accum_steps", type=positive_int, default=1)
+    g.add_argument("--n_display", type=positive_int, default=50, help="log the losses every n optimizer steps")
+    g.add_argument("--resume", type=int, default=0,
+                   help="1: continue the run in --output_dir from its last.pt, with its own config.yaml")
 
 
 def dests(add_flags, *args) -> frozenset[str]:

@@ -1,5 +1,6 @@
-"""The run lifecycle every entry script shares: parse, start (process group, seeds, run folder, log, saved
-config), build the system's parts, train and/or evaluate, finish (final metrics logged, table, JSON line).
+"""The run lifecycle every entry script shares: parse (a resume restores the run's config), start (process group,
+seeds), build the system's parts and the trainer, claim the run folder (saved config, log), train and/or evaluate,
+finish (final metrics logged, table, JSON line).
 
 A system is a glue module (modules/text_video.py, modules/vqa.py, ...) with
 - `TASK`: its `Task` (selection metric and the result table);
@@ -20,12 +21,15 @@ from typing import Callable
 from torch import nn
 from torch.utils.data import Dataset
 
-from modules.engine.config import parse_with_config, save_config
+from modules.engine.config import parse_with_config
 from modules.engine.distributed import DistInfo, barrier, cleanup, init_distributed, seed_everything
+from modules.engine.errors import set_debug
+from modules.engine.run_folder import prepare, refuse_early, restore_for_resume
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection, Trainer, TrainSettings
 
 Evaluator = Callable[[nn.Module], "dict | None"]
+EVALUATION_LABEL = "test"  # the files of an evaluation-only run: config_test.yaml, metrics_test.json, ...
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,14 @@ class RunParts:
     after_training: Callable[[nn.Module, dict], None] | None = None
 
 
-def start_run(cfg: argparse.Namespace) -> tuple[DistInfo, Path, RunLog]:
-    """Process group, seeds, run folder, log, and the resolved config saved in the run folder."""
-    dist = init_distributed(cfg.device)
-    seed_everything(cfg.seed, dist.rank)
-    output_dir = Path(cfg.output_dir)
-    log = RunLog(output_dir, dist.is_main)
-    if dist.is_main:
-        save_config(cfg, output_dir / "config.yaml")
-    return dist, output_dir, log
+def open_run_folder(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, training: bool, label: str,
+                    notes: list[str]) -> None:
+    """Claim the run folder, write the config, open the log (see run_folder.prepare). Called once the run's parts
+    are built, so a run refused for its input leaves no file behind."""
+    folder_notes, log_name = prepare(cfg, training, label, dist.is_main)
+    log.attach(cfg.output_dir, log_name, metrics=training)
+    for note in notes + folder_notes:
+        log.info(note)
 
 
 def finish_run(dist: DistInfo, log: RunLog, metrics: dict | None, table: Callable[[dict], str] | None = None
@@ -75,11 +78,8 @@ def finish_run(dist: DistInfo, log: RunLog, metrics: dict | None, table: Callabl
     return metrics
 
 
-def train(parts: RunParts, task: Task, cfg: argparse.Namespace, dist: DistInfo, log: RunLog,
-          output_dir: Path) -> dict | None:
+def train(trainer: Trainer, parts: RunParts, task: Task, log: RunLog) -> dict | None:
     """Fits the model; returns the best epoch's validation metrics (main process; None elsewhere)."""
-    trainer = Trainer(parts.model, parts.train_set(), TrainSettings.from_config(cfg), dist, log, output_dir,
-                      parts.validate, task.selection)
     best = trainer.fit()
     key = task.selection.key
     if best["epoch"] > 0:
@@ -92,19 +92,38 @@ def train(parts: RunParts, task: Task, cfg: argparse.Namespace, dist: DistInfo, 
     return trainer.best_metrics
 
 
-def run(system: ModuleType, argv: list[str] | None = None) -> dict | None:
-    """Parse `argv` with the system's parser, then train (`--do_train`) and/or evaluate (`--do_eval`)."""
-    cfg = parse_with_config(system.parser(), argv, getattr(system, "PRESET_KEYS_NOT_USED", frozenset()))
-    do_eval = bool(getattr(cfg, "do_eval", False))
-    if not (cfg.do_train or do_eval):
+def parse(system: ModuleType, argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The system's flags (with `--config`); on `--resume 1` the run's own config; the checks of the system.
+    Returns the config and the lines to log about it."""
+    explicit: set[str] = set()
+    cfg = parse_with_config(system.parser(), argv, getattr(system, "PRESET_KEYS_NOT_USED", frozenset()), explicit)
+    set_debug(cfg.debug)
+    if not (cfg.do_train or getattr(cfg, "do_eval", False)):
         raise SystemExit("nothing to do: pass --do_train 1" + (" and/or --do_eval 1" if hasattr(cfg, "do_eval")
                                                                 else ""))
+    notes = restore_for_resume(cfg, explicit) if cfg.do_train and cfg.resume else []
     if hasattr(system, "check"):
         system.check(cfg)
-    dist, output_dir, log = start_run(cfg)
+    return cfg, notes
+
+
+def run(system: ModuleType, argv: list[str] | None = None) -> dict | None:
+    """Parse `argv` with the system's parser, then train (`--do_train`) and/or evaluate (`--do_eval`).
+
+    Everything that can be refused (flags, data, weights, an empty split, the run folder) is checked before the
+    run folder is written to."""
+    cfg, notes = parse(system, argv)
+    training, output_dir = bool(cfg.do_train), Path(cfg.output_dir)
+    refuse_early(cfg, training, EVALUATION_LABEL)
+    dist = init_distributed(cfg.device)
+    seed_everything(cfg.seed, dist.rank)
+    log = RunLog(None, dist.is_main)
     log.info(f"{dist.world_size} process(es) on {dist.device}; run folder {output_dir}")
     parts = system.build(cfg, dist, log, output_dir)
-    metrics = train(parts, system.TASK, cfg, dist, log, output_dir) if cfg.do_train else None
-    if do_eval and parts.test is not None:
+    trainer = Trainer(parts.model, parts.train_set(), TrainSettings.from_config(cfg), dist, log, output_dir,
+                      parts.validate, system.TASK.selection) if training else None
+    open_run_folder(cfg, dist, log, training, EVALUATION_LABEL, notes)
+    metrics = train(trainer, parts, system.TASK, log) if training else None
+    if getattr(cfg, "do_eval", False) and parts.test is not None:
         metrics = parts.test(parts.model)
     return finish_run(dist, log, metrics, system.TASK.table)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from modules.engine.checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
 from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier,
                                        broadcast_object, gather_rows, worker_init_fn)
+from modules.engine.errors import RunError, RunInterrupted
 from modules.engine.optim import build_scheduler, param_groups
 from modules.engine.precision import autocast_context, check_precision
 from modules.engine.run_log import RunLog
@@ -56,12 +57,26 @@ def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader
     one-process batch in the same order (`GlobalBatchSampler`). Workers are not persistent, so the dataset's
     `set_epoch` (new augmentation draws) reaches them every epoch."""
     if settings.batch_size % dist.world_size:
-        raise SystemExit(f"--batch_size {settings.batch_size} must be divisible by the {dist.world_size} processes")
+        raise RunError(f"--batch_size {settings.batch_size} must be divisible by the {dist.world_size} processes")
     sampler = GlobalBatchSampler(len(dataset), settings.batch_size, dist.rank, dist.world_size, settings.seed)
     return DataLoader(dataset, batch_size=settings.batch_size // dist.world_size, sampler=sampler,
                       num_workers=settings.workers, pin_memory=dist.device.type == "cuda", drop_last=True,
                       worker_init_fn=worker_init_fn,
                       prefetch_factor=4 if settings.workers > 0 else None)
+
+
+def steps_per_epoch(samples: int, batches: int, settings: TrainSettings) -> int:
+    """Optimiser steps per epoch; a run that would take none stops here, before anything is written."""
+    if samples == 0:
+        raise RunError("the training split has no samples: nothing to train on")
+    if batches == 0:
+        raise RunError(f"{samples} training samples make no full global batch of --batch_size {settings.batch_size} "
+                       "(the last partial batch is dropped), so no step would be taken: lower --batch_size to at "
+                       f"most {samples}")
+    if batches < settings.grad_accum_steps:
+        raise RunError(f"{batches} batches per epoch are fewer than --grad_accum_steps {settings.grad_accum_steps}: "
+                       "no optimiser step would be taken")
+    return batches // settings.grad_accum_steps
 
 
 @dataclass(frozen=True)
@@ -97,13 +112,13 @@ class Trainer:
         self.model, self.dataset, self.settings, self.dist, self.log = model, dataset, settings, dist, log
         self.output_dir, self.evaluate, self.selection = output_dir, evaluate, selection
         self.loader = train_loader(dataset, settings, dist)
-        self.steps_per_epoch = max(1, len(self.loader) // settings.grad_accum_steps)
+        self.steps_per_epoch = steps_per_epoch(len(dataset), len(self.loader), settings)
         # The reference's BertAdam: betas (0.9, 0.98), eps 1e-6, decoupled weight decay.
         self.optimizer = torch.optim.AdamW(
             param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay), lr=settings.lr,
             betas=(0.9, 0.98), eps=1e-6)
-        self.scheduler = build_scheduler(self.optimizer, settings.epochs * self.steps_per_epoch,
-                                         settings.warmup_proportion)
+        self.total_steps = settings.epochs * self.steps_per_epoch
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, settings.warmup_proportion)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.precision == "amp_fp16")
         self.ddp = DistributedDataParallel(model) if dist.world_size > 1 else None
         self.step, self.start_epoch = 0, 0
@@ -113,23 +128,56 @@ class Trainer:
     def resume(self) -> None:
         path = latest_checkpoint(self.output_dir)
         if path is None:
+            self.log.rewind(-1)  # what a run killed in its first epoch logged is not part of this one
             self.log.info(f"--resume: no checkpoint in {self.output_dir}, starting from scratch")
             return
         state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                 scaler=self.scaler)
+        extra = state["extra"]
+        if extra.get("steps_per_epoch", self.steps_per_epoch) != self.steps_per_epoch:
+            raise RunError(f"{path}: the run took {extra['steps_per_epoch']} optimiser steps per epoch, this one "
+                           f"would take {self.steps_per_epoch}: its training data changed since")
         self.step, self.start_epoch = state["step"], state["epoch"] + 1
-        self.best = state["extra"].get("best", self.best)
-        self.best_metrics = state["extra"].get("best_metrics")
-        self.log.info(f"resumed from {path}: epoch {self.start_epoch}, step {self.step}")
+        self.best = extra.get("best", self.best)
+        self.best_metrics = extra.get("best_metrics")
+        self._continue_schedule()
+        dropped = self.log.rewind(self.step)
+        self.log.info(f"resumed from {path}: epoch {self.start_epoch + 1} of {self.settings.epochs}, step {self.step}"
+                      + (f"; dropped {dropped} records after step {self.step} from metrics.jsonl" if dropped else ""))
+
+    def _continue_schedule(self) -> None:
+        """The restored schedule spans the run's steps as saved; a run extended with more --epochs spans the new
+        total from here on (this step's learning rate included)."""
+        for multiplier in self.scheduler.lr_lambdas:
+            multiplier.total_steps = self.total_steps
+        lrs = [base * fn(self.scheduler.last_epoch) for base, fn in zip(self.scheduler.base_lrs,
+                                                                         self.scheduler.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs
 
     def fit(self) -> dict:
         if self.settings.resume:
             self.resume()
-        for epoch in range(self.start_epoch, self.settings.epochs):
-            self.train_epoch(epoch)
-            metrics = self.evaluate(self.model)
-            self.end_epoch(epoch, metrics)
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.settings.epochs):
+                self.train_epoch(epoch)
+                metrics = self.evaluate(self.model)
+                self.end_epoch(epoch, metrics)
+        except KeyboardInterrupt as err:
+            raise RunInterrupted(self._stopped_at(epoch, err)) from None
         return self.best
+
+    def _stopped_at(self, epoch: int, err: KeyboardInterrupt) -> str:
+        """Where an interrupted run stopped and what a resume would continue from."""
+        why = str(err) or "stopped by Ctrl-C"
+        saved = latest_checkpoint(self.output_dir)
+        where = f"{why} in epoch {epoch + 1} of {self.settings.epochs} at step {self.step}"
+        if saved is None:
+            return f"{where}; no epoch was finished, so there is no checkpoint to resume from"
+        return (f"{where}; {saved} holds the run up to epoch {epoch}: rerun the same command with --resume 1 to "
+                "continue from there")
 
     def _losses(self, batch: dict, micro_step: int) -> dict[str, torch.Tensor]:
         device = self.dist.device
@@ -194,7 +242,8 @@ class Trainer:
             self.save_weights(self.output_dir / f"pytorch_model.bin.{epoch}")
             save_checkpoint(self.output_dir / "last.pt", model=self.model, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, step=self.step, epoch=epoch,
-                            extra={"best": self.best, "best_metrics": self.best_metrics})
+                            extra={"best": self.best, "best_metrics": self.best_metrics,
+                                   "steps_per_epoch": self.steps_per_epoch})
         # Only the main process sees the metrics; every rank must agree on which epoch is best.
         self.best = broadcast_object(self.best)
         barrier()

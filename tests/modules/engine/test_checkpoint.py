@@ -1,7 +1,11 @@
 """Checkpoints: weights_only loading, exact resume, atomic writes, clear errors."""
 from __future__ import annotations
 
+import errno
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +14,9 @@ import torch
 from torch import nn
 
 import modules.engine.checkpoint as ckpt_mod
-from modules.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from models.weights import CheckpointError
+from modules.engine.checkpoint import latest_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from modules.engine.errors import RunError
 from modules.engine.optim import build_scheduler, param_groups
 
 TOTAL_STEPS = 12
@@ -125,16 +131,59 @@ def test_failed_save_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RunError, match=r"last\.pt: could not write it: disk full"):
         save_checkpoint(path, model=_model(), step=2, epoch=0)
-    with pytest.raises(OSError):
+    with pytest.raises(RunError, match="new.pt"):
         save_checkpoint(tmp_path / "new.pt", model=_model(), step=2, epoch=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     assert path.read_bytes() == before
 
 
+def test_a_full_disk_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What torch.save does on a full disk: its writer fails with ENOSPC and torch raises its own RuntimeError.
+    def full_disk_save(obj, f) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", full_disk_save)
+    with pytest.raises(RunError, match=r"last\.pt: could not write it: the disk is full \(.* MiB free there\)"):
+        save_checkpoint(tmp_path / "last.pt", model=_model(), step=2, epoch=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 1 MiB tmpfs (needs root; skipped where mounting is not allowed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.decode().strip() or 'not root'})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_real_full_disk_names_the_path_and_leaves_no_temporary(tiny_disk: Path) -> None:
+    big = nn.Linear(1000, 1000)  # 4 MB of weights on a 1 MiB disk
+    with pytest.raises(RunError, match=r"disk/last\.pt: could not write it: the disk is full"):
+        save_checkpoint(tiny_disk / "last.pt", model=big, step=1, epoch=0)
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".last.pt.tmp{dead.stdout.strip()}"
+    live = tmp_path / f".last.pt.tmp{os.getppid()}"  # a process that is running
+    for path in (stale, live):
+        path.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()
+
+
 def test_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(CheckpointError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt", model=_model())
 
     garbage = tmp_path / "garbage.pt"

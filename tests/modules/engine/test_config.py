@@ -87,3 +87,21 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     again = parse_with_config(_parser(), ["--config", str(saved)])
     assert {k: v for k, v in vars(again).items() if k != "config"} == \
         {k: v for k, v in vars(args).items() if k != "config"}
+
+
+def test_explicit_holds_what_the_preset_and_the_command_line_set(tmp_path: Path) -> None:
+    preset = _write(tmp_path, "lr: 0.01\n")
+    explicit: set[str] = set()
+    args = parse_with_config(_parser(), ["--config", str(preset), "--output_dir", "o", "--epochs", "5"],
+                             explicit=explicit)
+    # --epochs 5 equals the default but was given; datatype and rate were not.
+    assert explicit == {"lr", "output_dir", "epochs", "config"} and args.lr == 0.01
+
+
+def test_a_preset_value_of_the_wrong_kind_says_what_was_expected(tmp_path: Path) -> None:
+    from modules.engine.flags import positive_int
+
+    parser = _parser()
+    parser.add_argument("--batch_size", type=positive_int, default=8)
+    with pytest.raises(SystemExit, match=r"preset.yaml: key 'batch_size': expected a positive integer, got 0"):
+        parse_with_config(parser, ["--config", str(_write(tmp_path, "batch_size: 0\n")), "--output_dir", "o"])

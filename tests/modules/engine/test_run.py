@@ -9,7 +9,7 @@ from torch import nn
 from modules.engine.distributed import DistInfo
 from modules.engine.run import RunParts, Task, train
 from modules.engine.run_log import RunLog
-from modules.engine.trainer import Selection
+from modules.engine.trainer import Selection, Trainer, TrainSettings
 
 
 class _Line(nn.Module):
@@ -47,7 +47,9 @@ def _run(tmp_path, scores: list[float]) -> tuple[dict, dict | None]:
                      after_training=lambda model, best: told.update(best))
     dist = DistInfo(0, 1, 0, torch.device("cpu"), True)
     log = RunLog(tmp_path, True, tensorboard=False)
-    result = train(parts, Task(Selection("score")), _cfg(tmp_path), dist, log, tmp_path)
+    trainer = Trainer(parts.model, parts.train_set(), TrainSettings.from_config(_cfg(tmp_path)), dist, log, tmp_path,
+                      parts.validate, Selection("score"))
+    result = train(trainer, parts, Task(Selection("score")), log)
     log.close()
     return told, result
 

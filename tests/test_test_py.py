@@ -108,7 +108,8 @@ def test_sims_scoring_writes_metrics_json_with_its_inputs(entry, evaluated, trai
     assert {k: v for k, v in written.items() if k != "provenance"} == scored
     inputs = written["provenance"]["inputs"]
     assert inputs["sims"]["sha256"] == sha256(out / "sims_test.npy")
-    assert inputs["text_to_video"] == {"path": str(out / "sims_test_ids.json"), "sha256": sha256(out / "sims_test_ids.json")}
+    ids = out / "sims_test_ids.json"
+    assert inputs["text_to_video"] == {"path": str(ids), "sha256": sha256(ids)}
     assert inputs["sims"]["made_by"]["checkpoint"] == {"path": str(trained[0]), "sha256": sha256(trained[0])}
 
 

@@ -293,7 +293,8 @@ def test_cli_refuses_k_larger_than_the_gallery_and_non_finite_input(tmp_path: Pa
     with pytest.raises(SystemExit):
         test_qb_norm.main(args)
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"test_qb_norm.py: error: {tmp_path / 'bank.npy'}: 1 non-finite entry (inf or NaN)") and "\n" not in err
+    assert err.startswith(f"test_qb_norm.py: error: {tmp_path / 'bank.npy'}: 1 non-finite entry (inf or NaN)")
+    assert "\n" not in err
 
 
 def test_cli_out_writes_a_json_with_the_inputs_hashes(tmp_path: Path, capsys) -> None:

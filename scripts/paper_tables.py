@@ -33,6 +33,7 @@ from string import Template
 
 import yaml
 
+from modules.engine.checkpoint import atomic_write
 from modules.engine.provenance import command_line, utc_now, write_json
 from modules.engine.tables import markdown_table
 
@@ -315,7 +316,8 @@ def run_table(table: str, steps: list[Step], body: dict, tables_dir: Path, out_r
         if problem:
             problems.append(f"{table}/{step.name}: {problem}")
         print(f"[{table}] {step.name}: {problem or measured}", flush=True)
-    (out_root / f"{table}.md").write_text(markdown(table, body.get("title", ""), rows))
+    text = markdown(table, body.get("title", ""), rows)
+    atomic_write(out_root / f"{table}.md", lambda f: f.write(text.encode()))
     write_json(out_root / f"{table}.json", {**this_run(table), "prepare": prepared, "rows": rows,
                                             "problems": problems})
     return problems

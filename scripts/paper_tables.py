@@ -181,9 +181,10 @@ def replace_folder(table: str, tables_dir: Path, out_root: Path) -> None:
         if not ours:
             raise SystemExit(f"{tables_dir}: exists and was not written by scripts/paper_tables.py (no {MARKER}); "
                              f"move it away or pass another --out_root")
-        previous = ""
-        if (tables_dir / MARKER).is_file():
-            previous = f" of {json.loads((tables_dir / MARKER).read_text()).get('time', 'an earlier run')}"
+        try:
+            previous = f" of {json.loads((tables_dir / MARKER).read_text())['time']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            previous = ""  # a folder of the version before the marker, or a marker without a time
         shutil.rmtree(tables_dir)
         print(f"[{table}] replacing the previous run's {tables_dir}/ and {table}.md/.json{previous}", flush=True)
     for stale in (out_root / f"{table}.md", out_root / f"{table}.json"):

@@ -8,8 +8,9 @@ object (`provenance()`):
     time      when the result was written, ISO 8601 in UTC
     checkpoint  the weights that were evaluated: {"path", "sha256"} of the file; for a model trained in this run
               {"trained_in_this_run": true, "path", "sha256"} of the file this run saved those weights in (path
-              and sha256 absent when they were not saved); null when no weights file holds them
+              and sha256 absent when they were not saved); null when no weights file holds them (e.g. --clip_arch)
     weights   every weights file the run read, by flag: {"init_model": {"path", "sha256"}, "clip_path": ...}
+              (these two keys only where a model was built; a score of saved matrices has `inputs` instead)
     inputs    (saved-matrix scoring) the input files by role, each {"path", "sha256"} and, for a matrix whose
               `<name>_ids.json` (or `<name>.json`) records that very matrix (same sha256), "made_by": the
               provenance recorded there
@@ -87,15 +88,19 @@ def provenance(weights: Mapping[str, str | Path | None] | None = None, checkpoin
                trained_in_this_run: bool = False, inputs: Mapping[str, object] | None = None) -> dict:
     """The provenance object (see the module docstring). `weights`: the weights files read, by flag (None values
     are left out); `checkpoint`: the file holding the evaluated weights (--init_model, or the file this run saved
-    them in when `trained_in_this_run`); `inputs`: records of the input files (`file_record`, `matrix_record`)."""
+    them in when `trained_in_this_run`); `inputs`: records of the input files (`file_record`, `matrix_record`).
+    Without `weights`, `checkpoint` and `trained_in_this_run` (no model was built: saved matrices were scored)
+    the record has no "checkpoint" and "weights" keys."""
     if trained_in_this_run:
         held = {"trained_in_this_run": True}
         if checkpoint is not None and Path(checkpoint).is_file():
             held.update(file_record(checkpoint))
     else:
         held = None if checkpoint is None else file_record(checkpoint)
-    out = {"command": command_line(), "cwd": os.getcwd(), "time": utc_now(), "checkpoint": held,
-           "weights": {name: file_record(path) for name, path in (weights or {}).items() if path is not None}}
+    out = {"command": command_line(), "cwd": os.getcwd(), "time": utc_now()}
+    if weights is not None or checkpoint is not None or trained_in_this_run:  # a model was built here
+        out["checkpoint"] = held
+        out["weights"] = {name: file_record(path) for name, path in (weights or {}).items() if path is not None}
     if inputs is not None:
         out["inputs"] = dict(inputs)
     return out

@@ -44,7 +44,8 @@ def test_trained_in_this_run_names_the_saved_file_when_there_is_one(tmp_path):
     saved.write_bytes(b"trained")
     assert provenance({}, saved, trained_in_this_run=True)["checkpoint"] == {
         "trained_in_this_run": True, "path": str(saved), "sha256": sha256(saved)}
-    assert provenance({})["checkpoint"] is None
+    assert provenance({})["checkpoint"] is None  # a model without a weights file (--clip_arch)
+    assert "checkpoint" not in provenance(inputs={}) and "weights" not in provenance(inputs={})
 
 
 def test_matrix_record_carries_the_makers_provenance_only_for_that_very_matrix(tmp_path):

@@ -10,7 +10,9 @@
 in --output_dir, prints the metrics table and, as the last line, the JSON metrics. `--split train_querybank`
 writes the (training captions x test videos) matrix sims_train_querybank.npy with its ids (one caption per
 training video, the first, or --querybank_size of them drawn with --seed) and prints a JSON line with its shape.
-`--sims` scores a saved matrix (.npy, .pt, .pkl) in one direction; its JSON keys are `<metric>_<name>`.
+`--sims` scores a saved matrix (.npy, .pt, .pkl; every entry finite) in one direction: metrics_<stem>_<metric>.md
+and .json in --output_dir; its JSON keys are `<metric>_<name>`. Every metrics and ids JSON records its provenance
+(command, time, checkpoint and input files with their sha256: modules/engine/provenance.py).
 A training preset (`--config`) may be given: its training keys are listed and skipped.
 """
 from __future__ import annotations
@@ -24,12 +26,13 @@ from modules.engine.config import parse_with_config
 from modules.engine.distributed import cleanup, init_distributed, seed_everything
 from modules.engine.errors import cli, debugging, set_debug
 from modules.engine.flags import TRAIN_FLAGS, add_run_flags
+from modules.engine.provenance import file_record, matrix_record, provenance, write_json
 from modules.engine.run_folder import prepare
 from modules.engine.tables import write_markdown
 from modules.evaluation.metrics import DIRECTIONS, direction_metrics, ranking_table, retrieval_table
 from modules.evaluation.querybank import querybank_captions, write_querybank
 from modules.evaluation.retrieval import load_text_to_video
-from modules.qbnorm import load_sims
+from modules.qbnorm import check_finite, load_sims
 
 SPLITS = ("test", "val", "train_querybank")
 # Keys of a training preset that evaluation does not use.
@@ -66,17 +69,23 @@ def check_args(cfg: argparse.Namespace) -> None:
 
 
 def score_saved(cfg: argparse.Namespace) -> dict:
-    """Metrics of a saved matrix in the direction of --metric, keys prefixed with it."""
+    """Metrics of a saved matrix in the direction of --metric, keys prefixed with it; written as .md and .json."""
     sims = load_sims(cfg.sims)
+    check_finite(sims, cfg.sims)
     text_to_video = None if cfg.text_to_video is None else load_text_to_video(cfg.text_to_video, *sims.shape)
     metrics = direction_metrics(sims, cfg.metric, cfg.queries_per_video, text_to_video)
     table = ranking_table({cfg.metric: metrics})
+    claim_folder(cfg, is_main=True)
     print(table)
     output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_markdown(output_dir / f"metrics_{cfg.sims.stem}_{cfg.metric}.md", table)
+    name = f"metrics_{output_label(cfg)}"
+    write_markdown(output_dir / f"{name}.md", table)
     out = {f"{cfg.metric}_{k}": float(v) for k, v in metrics.items()}
     out.update(num_texts=int(sims.shape[0]), num_videos=int(sims.shape[1]))
+    inputs = {"sims": matrix_record(cfg.sims)}
+    if cfg.text_to_video is not None:
+        inputs["text_to_video"] = file_record(cfg.text_to_video)
+    write_json(output_dir / f"{name}.json", {**out, "provenance": provenance(inputs=inputs)})
     return out
 
 
@@ -98,15 +107,17 @@ def evaluate_checkpoint(cfg: argparse.Namespace) -> dict | None:
     dist = init_distributed(cfg.device)
     seed_everything(cfg.seed, dist.rank)
     model = text_video.build_model(cfg).to(dist.device)
-    claim_folder(cfg, dist.is_main)
     spec, output_dir = model.input_spec, Path(cfg.output_dir)
     if cfg.split == "train_querybank":
         text_set, = text_video.datasets(cfg, "train", spec, ("texts",))
         video_set, = text_video.datasets(cfg, "test", spec, ("videos",))
         text_set.captions = querybank_captions(text_set, cfg.querybank_size, cfg.seed)
+        claim_folder(cfg, dist.is_main)
         return write_querybank(model, text_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
-                               output_dir)
-    metrics = text_video.evaluator(cfg, dist, spec, output_dir, cfg.split)(model)
+                               output_dir, text_video.provenance_of(cfg))
+    evaluate = text_video.evaluator(cfg, dist, spec, output_dir, cfg.split)
+    claim_folder(cfg, dist.is_main)
+    metrics = evaluate(model)
     if metrics is not None:
         table = retrieval_table(metrics)
         print(table)
@@ -119,11 +130,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     set_debug(cfg.debug)
     check_args(cfg)
     try:
-        if cfg.sims is not None:
-            claim_folder(cfg, is_main=True)
-            result = score_saved(cfg)
-        else:
-            result = evaluate_checkpoint(cfg)
+        result = score_saved(cfg) if cfg.sims is not None else evaluate_checkpoint(cfg)
     except (ValueError, OSError) as err:  # the input's errors (DataError, CheckpointError, ...) are ValueErrors
         if debugging():
             raise

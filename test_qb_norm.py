@@ -7,7 +7,10 @@
 ``--sims_test`` is (texts, videos). For t2v the querybank is (querybank texts, test videos); for v2t it is
 (querybank videos, test texts), as in the official music-video code. Files: .npy, .pt/.pth or the official
 .pkl pickles. Prints a table, then, as the last line, one JSON object {"before": ..., "after": ..., ...}.
-With ``--out`` the normalised matrix is saved there and the table beside it (same name, ``.md``).
+With ``--out`` the normalised matrix is saved there, the table beside it (same name, ``.md``) and the summary
+(same name, ``.json``) with the normalised matrix's sha256 and its provenance: the command, the time and every
+input file's path and sha256 (modules/engine/provenance.py). Non-finite inputs and a ``--qbnorm_k`` larger than
+the gallery stop with one line naming the file.
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from modules.engine.checkpoint import atomic_write
+from modules.engine.provenance import file_digest, file_record, matrix_record, provenance, write_json
 from modules.engine.tables import write_markdown
 from modules.evaluation.metrics import DIRECTIONS, direction_metrics, ranking_table
 from modules.evaluation.retrieval import load_text_to_video
-from modules.qbnorm import MODES, WEIGHTED_MODES, load_sims, qb_norm, qb_norm_weighted
+from modules.qbnorm import MODES, WEIGHTED_MODES, check_finite, load_sims, qb_norm, qb_norm_weighted
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -64,6 +68,9 @@ def check_shapes(args: argparse.Namespace, tests: List[np.ndarray], banks: List[
         if bank.shape[1] != gallery:
             raise ValueError(f"{path}: has {bank.shape[1]} columns, expected {gallery} ({what} of "
                              f"{args.sims_test[0]}, shape {tuple(test.shape)}) for --metric {args.metric}")
+    if args.qbnorm_k > gallery:
+        raise ValueError(f"--qbnorm_k {args.qbnorm_k} is larger than the {gallery} columns ({what}) of "
+                         f"{args.sims_querybank[0]} that each querybank row's top-k is taken from")
 
 
 def normalise(args: argparse.Namespace, tests: List[np.ndarray], banks: List[np.ndarray],
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> Dict:
     """Load, normalise, score and (optionally) save; returns the JSON summary."""
     tests = [load_sims(path) for path in args.sims_test]
     banks = [load_sims(path) for path in args.sims_querybank]
+    for path, sims in zip([*args.sims_test, *args.sims_querybank], [*tests, *banks]):
+        check_finite(sims, path)
     check_shapes(args, tests, banks)
     weights = args.term_weights or [1.0] * len(tests)
     if len(weights) != len(tests):
@@ -94,13 +103,26 @@ def run(args: argparse.Namespace) -> Dict:
     print(f"{args.metric}, {args.qbnorm_method} inverted softmax, k={args.qbnorm_k}, beta={args.qbnorm_beta}, "
           f"querybank {bank.shape[0]} x {bank.shape[1]}, test {test.shape[0]} x {test.shape[1]}")
     print(table)
+    summary = {"metric": args.metric, "method": args.qbnorm_method, "k": args.qbnorm_k, "beta": args.qbnorm_beta,
+               "terms": len(tests), "term_weights": weights,
+               "qbnorm_mode": args.qbnorm_mode if len(tests) > 1 else None,
+               "querybank_shape": list(bank.shape), "test_shape": list(test.shape),
+               "before": before_metrics, "after": after_metrics}
     if args.out is not None:
         atomic_write(args.out, lambda f: np.save(f, after))
         write_markdown(args.out.with_suffix(".md"), table)
-    return {"metric": args.metric, "method": args.qbnorm_method, "k": args.qbnorm_k, "beta": args.qbnorm_beta,
-            "terms": len(tests), "term_weights": weights, "qbnorm_mode": args.qbnorm_mode if len(tests) > 1 else None,
-            "querybank_shape": list(bank.shape), "test_shape": list(test.shape),
-            "before": before_metrics, "after": after_metrics}
+        write_json(args.out.with_suffix(".json"), {**summary, "sims_sha256": file_digest(args.out),
+                                                   "provenance": run_provenance(args)})
+    return summary
+
+
+def run_provenance(args: argparse.Namespace) -> Dict:
+    """The command, the time and the input files (path, sha256; a matrix's own provenance where recorded)."""
+    inputs = {"sims_test": [matrix_record(p) for p in args.sims_test],
+              "sims_querybank": [matrix_record(p) for p in args.sims_querybank]}
+    if args.text_to_video is not None:
+        inputs["text_to_video"] = file_record(args.text_to_video)
+    return provenance(inputs=inputs)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

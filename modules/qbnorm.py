@@ -114,6 +114,26 @@ def _shared_file_mapping(array: np.ndarray) -> Optional[mmap.mmap]:
     return base
 
 
+def check_finite(sims: np.ndarray, path: str | Path, chunk_rows: int = 4096) -> None:
+    """Stop with one line naming the file when entries of a loaded matrix are inf or NaN (read in chunks of rows,
+    the pages of a memory-mapped file released after each)."""
+    bad, first = 0, None
+    for start in range(0, sims.shape[0], chunk_rows):
+        block = ~np.isfinite(np.asarray(sims[start:start + chunk_rows]))
+        count = int(block.sum())
+        if count and first is None:
+            row, col = np.argwhere(block)[0]
+            first = (start + int(row), int(col))
+        bad += count
+        mapping = _shared_file_mapping(sims)
+        if mapping is not None:
+            mapping.madvise(mmap.MADV_DONTNEED)
+    if bad:
+        entries = "entry" if bad == 1 else "entries"
+        raise ValueError(f"{path}: {bad} non-finite {entries} (inf or NaN) in the {sims.shape[0]} x "
+                         f"{sims.shape[1]} similarity matrix, the first at row {first[0]}, column {first[1]}")
+
+
 def _check_params(k: int, beta: float, mode: str, chunk_rows: int) -> None:
     """Stop with one line on a bad hyper-parameter."""
     if int(k) != k or k < 1:
@@ -143,7 +163,7 @@ def _scan_querybank(bank: _Rows, k: int, beta: float, chunk_rows: int) -> Tuple[
     num_rows, num_cols = bank.shape
     if num_rows == 0:
         raise ValueError(f"{bank.name}: the querybank has no rows")
-    k = min(int(k), num_cols)
+    k = int(k)
     running_max = np.full(num_cols, -np.inf)
     scaled_sum = np.zeros(num_cols)  # sum_b exp(beta * B[b, j] - running_max[j])
     active = np.zeros(num_cols, dtype=bool)
@@ -192,6 +212,9 @@ def _run(bank: _Rows, test: _Rows, k: int, beta: float, mode: str, chunk_rows: i
     if bank.shape[1] != test.shape[1]:
         raise ValueError(f"the querybank scores {bank.shape[1]} gallery items but the test matrix {test.shape[1]}; "
                          f"both must score the same gallery (for v2t the querybank is videos x test texts)")
+    if k > bank.shape[1]:
+        raise ValueError(f"qbnorm k={k} is larger than the {bank.shape[1]} gallery items each querybank row's "
+                         f"top-k is taken from")
     lse, active = _scan_querybank(bank, k, beta, chunk_rows)
     return _normalise_rows(test, lse, active, beta, mode, chunk_rows, linear)
 

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
 from dataloaders.text_video import DATASETS, TextVideoDataset, build_dataset
 from dataloaders.tokenizer import ClipTokenizer
 from models.text_video import MODELS, build_retrieval_model
-from modules.clip_video import add_backbone_flags, add_hbi_flags, add_video_flags, build_clip_model, hbi_options, \
-    video_options
+from modules.clip_video import add_backbone_flags, add_hbi_flags, add_video_flags, build_clip_model, \
+    clip_weights_path, hbi_options, video_options
 from modules.engine.distributed import DistInfo
 from modules.engine.flags import add_run_flags, add_train_flags, dests
+from modules.engine.provenance import provenance
 from modules.engine.run import Evaluator, RunParts, Task
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection
 from modules.evaluation.metrics import retrieval_table
-from modules.evaluation.retrieval import evaluate
+from modules.evaluation.retrieval import Provenance, evaluate
 
 TASK = Task(Selection("t2v_R1", summary_keys=("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR")), retrieval_table)
 
@@ -76,24 +78,54 @@ def datasets(cfg: argparse.Namespace, split: str, input_spec: dict, modes: tuple
             for mode in modes]
 
 
-def evaluator(cfg: argparse.Namespace, dist: DistInfo, input_spec: dict, output_dir: Path | None,
-              split: str = "test") -> Evaluator:
-    """Full retrieval evaluation of `split`; saves the matrix, its ids and the metrics in `output_dir`."""
-    text_set, video_set = datasets(cfg, split, input_spec, ("texts", "videos"))
+def weight_files(cfg: argparse.Namespace) -> dict[str, Path | None]:
+    """The weights files a model built from `cfg` reads (see `build_clip_model`), by flag; None where none."""
+    clip = None if cfg.init_model else clip_weights_path(cfg)
+    return {"init_model": cfg.init_model or None, "clip_path": clip if clip is not None and clip.is_file() else None,
+            "estimator": getattr(cfg, "estimator", None) or None}
 
+
+def provenance_of(cfg: argparse.Namespace, trained_weights: Callable[[], Path | None] | None = None) -> Provenance:
+    """`provenance()` of the results of the model `cfg` builds (modules/engine/provenance.py): the checkpoint is
+    --init_model, or, when the model was trained in this run, the file `trained_weights()` this run saved it in."""
+    def describe() -> dict:
+        files = weight_files(cfg)
+        if trained_weights is not None:
+            return provenance(files, trained_weights(), trained_in_this_run=True)
+        return provenance(files, files["init_model"])
+    return describe
+
+
+def _evaluation(cfg: argparse.Namespace, dist: DistInfo, text_set: TextVideoDataset, video_set: TextVideoDataset,
+                output_dir: Path | None, split: str, describe: Provenance | None) -> Evaluator:
     def run(model: nn.Module) -> dict | None:
         return evaluate(model, text_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
-                        output_dir=output_dir, split=split)
+                        output_dir=output_dir, split=split, provenance=describe)
     return run
 
 
+def evaluator(cfg: argparse.Namespace, dist: DistInfo, input_spec: dict, output_dir: Path | None,
+              split: str = "test", describe: Provenance | None = None) -> Evaluator:
+    """Full retrieval evaluation of `split`; saves the matrix, its ids and the metrics in `output_dir` with
+    `describe()` (default: `provenance_of(cfg)`, the weights of --init_model) as their provenance."""
+    text_set, video_set = datasets(cfg, split, input_spec, ("texts", "videos"))
+    return _evaluation(cfg, dist, text_set, video_set, output_dir, split, describe or provenance_of(cfg))
+
+
 def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:
+    """Validation after every epoch writes no result files (its metrics go to metrics.jsonl), so a run stopped
+    during training leaves no epoch's numbers where the final evaluation's go; the final test writes them."""
     model = build_model(cfg).to(dist.device)
     spec = model.input_spec
-    evaluate_test = evaluator(cfg, dist, spec, output_dir)
+    text_set, video_set = datasets(cfg, "test", spec, ("texts", "videos"))
+    validate = _evaluation(cfg, dist, text_set, video_set, None, "test", None)
+    trained = cfg.do_train and cfg.epochs > 0
+    # After training the model holds the last epoch's weights, which the trainer saved as pytorch_model.bin.<last>.
+    describe = provenance_of(cfg, (lambda: output_dir / f"pytorch_model.bin.{cfg.epochs - 1}") if trained else None)
+    test = _evaluation(cfg, dist, text_set, video_set, output_dir, "test", describe)
 
     def train_set() -> TextVideoDataset:
         pairs, = datasets(cfg, "train", spec, ("pairs",))
         log.info(f"training on {len(pairs)} captions of {len(pairs.video_ids)} videos")
         return pairs
-    return RunParts(model, train_set, validate=evaluate_test, test=evaluate_test)
+    return RunParts(model, train_set, validate=validate, test=test)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
@@ -19,11 +20,13 @@ from modules.clip_video import add_backbone_flags, add_hbi_flags, add_video_flag
     video_options
 from modules.engine.distributed import DistInfo, barrier
 from modules.engine.flags import add_run_flags, add_train_flags
+from modules.engine.provenance import provenance
 from modules.engine.run import Evaluator, RunParts, Task
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection
 from modules.evaluation.qa import evaluate_qa
 from modules.evaluation.qa_metrics import qa_table
+from modules.text_video import weight_files
 
 TASK = Task(Selection("acc_top1", summary_keys=("acc_top1", "acc_top5", "acc_top1_reference")), qa_table)
 
@@ -115,12 +118,15 @@ def majority_answer(cfg: argparse.Namespace, vocab: dict[str, int], log: RunLog)
 
 
 def evaluator(cfg: argparse.Namespace, path: str, split: str, vocab: dict[str, int], majority: int | None,
-              dist: DistInfo, input_spec: dict, output_dir: Path) -> Evaluator:
+              dist: DistInfo, input_spec: dict, output_dir: Path | None,
+              describe: Callable[[], dict] | None = None) -> Evaluator:
+    """Accuracy on the questions of `path`; with `output_dir` writes answers_<split>.jsonl and metrics_<split>.json
+    there, with `describe()` as the provenance."""
     question_set, video_set = question_sets(cfg, path, vocab, input_spec, train=False)
 
     def run(model: nn.Module) -> dict | None:
         return evaluate_qa(model, question_set, video_set, dist, cfg.batch_size_val, cfg.workers, cfg.precision,
-                           majority, output_dir, split)
+                           majority, output_dir, split, describe)
     return run
 
 
@@ -145,14 +151,26 @@ def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path
         log.info(f"training on {len(pairs)} questions of {len(pairs.video_ids)} videos{dropped}")
         return pairs
 
+    evaluated: dict[str, Path] = {}  # the file holding the weights of the final evaluation, once training ended
+
     def load_best(net: nn.Module, best: dict) -> None:
         """The final evaluation uses the best epoch, as the reference does: the weights this run selected."""
         if best["epoch"] > 0:
-            net.load_reference_state_dict(read_state_dict(output_dir / "pytorch_model.bin.best"))
+            evaluated["path"] = output_dir / "pytorch_model.bin.best"
+            net.load_reference_state_dict(read_state_dict(evaluated["path"]))
         else:
+            evaluated["path"] = output_dir / f"pytorch_model.bin.{cfg.epochs - 1}"
             log.info("no best epoch: the final evaluation uses the last epoch's weights")
 
-    validate = evaluator(cfg, cfg.val_csv, "val", vocab, majority, dist, spec, output_dir) if cfg.do_train else None
-    test = evaluator(cfg, cfg.test_csv or cfg.val_csv, "test", vocab, majority, dist, spec,
-                     output_dir) if cfg.do_eval else None
+    def describe() -> dict:
+        files = weight_files(cfg)
+        if "path" in evaluated:
+            return provenance(files, evaluated["path"], trained_in_this_run=True)
+        return provenance(files, files["init_model"])
+
+    # Validation writes no result files (its metrics go to metrics.jsonl): a run stopped during training leaves
+    # no epoch's numbers behind as if they were a result.
+    validate = evaluator(cfg, cfg.val_csv, "val", vocab, majority, dist, spec, None) if cfg.do_train else None
+    test = evaluator(cfg, cfg.test_csv or cfg.val_csv, "test", vocab, majority, dist, spec, output_dir,
+                     describe) if cfg.do_eval else None
     return RunParts(model, train_set, validate, test, after_training=load_best)

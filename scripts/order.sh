@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Rerun every evaluation of the paper tables, one after another, and write outputs/tables/<table>.md and .json
-# (paper and measured numbers side by side). Exits non-zero when a row's checkpoint or data is missing.
+# (paper and measured numbers side by side, each row's provenance). Each run starts outputs/tables/<table>/ afresh
+# (a previous run's folder is replaced, and a line says so). Lists every missing input first; exits non-zero when
+# a row's checkpoint or data is missing or a step fails (the rows that read its outputs are marked failed too).
 #   bash scripts/order.sh [--demo] [--table NAME] [--set KEY=VALUE] [--config YAML] [--out_root DIR]
 # --demo: the demo table (config/paper_tables_demo.yaml) on the synthetic data and the model of scripts/demo.sh,
 # which runs first when its model is not there yet (and no --set checkpoint=... is given).

@@ -1,4 +1,5 @@
 """End to end: main_retrieval.py on tiny synthetic data, 1 vs 2 processes, resume, bad input."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -120,3 +121,23 @@ def test_hbi_trains_with_an_estimator_and_evaluates_three_levels(data, tmp_path)
     with pytest.raises(CheckpointError, match="not an estimator"):
         main_retrieval.main(argv(data, tmp_path / "bad", "--model", "hbi", "--estimator",
                                  str(tmp_path / "hbi" / "pytorch_model.bin.0")))
+
+
+def test_validation_writes_no_result_files_and_the_final_test_names_the_trained_weights(data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    during = []
+    original = Trainer.end_epoch
+
+    def look_at_the_folder(self, epoch, metrics):
+        during.append(sorted(p.name for p in out.iterdir() if p.name.startswith(("sims_", "metrics_"))))
+        return original(self, epoch, metrics)
+
+    monkeypatch.setattr(Trainer, "end_epoch", look_at_the_folder)
+    main_retrieval.main(argv(data, out))
+    assert during == [[]]  # the epoch's validation left nothing where the final result goes
+    saved = out / "pytorch_model.bin.0"
+    record = json.loads((out / "metrics_test.json").read_text())["provenance"]
+    assert record["checkpoint"] == {"trained_in_this_run": True, "path": str(saved),
+                                    "sha256": hashlib.sha256(saved.read_bytes()).hexdigest()}
+    main_retrieval.main(argv(data, tmp_path / "train_only", "--do_eval", "0"))
+    assert not [p.name for p in (tmp_path / "train_only").iterdir() if p.name.startswith(("sims_", "metrics_"))]

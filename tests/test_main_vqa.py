@@ -1,4 +1,5 @@
 """End to end: main_vqa.py on tiny synthetic questions, 1 vs 2 processes, evaluation of a saved checkpoint."""
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -81,14 +82,22 @@ def test_train_then_evaluate_the_saved_checkpoint(qa_data, tmp_path, capsys):
     assert any(line.startswith("| all") for line in out)  # the accuracy table
     run_dir = tmp_path / "train"
     for name in ("pytorch_model.bin.0", "pytorch_model.bin.1", "pytorch_model.bin.best", "last.pt", "config.yaml",
-                 "answers_val.jsonl", "answers_test.jsonl", "metrics_test.json"):
+                 "answers_test.jsonl", "metrics_test.json"):
         assert (run_dir / name).is_file(), name
+    # Validation after every epoch writes no result files: its metrics are in metrics.jsonl.
+    assert not (run_dir / "answers_val.jsonl").exists() and not (run_dir / "metrics_val.json").exists()
+    best = run_dir / "pytorch_model.bin.best"
+    best_record = {"path": str(best), "sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
+    record = json.loads((run_dir / "metrics_test.json").read_text())["provenance"]
+    assert record["checkpoint"] == {"trained_in_this_run": True, **best_record}
     assert 0.0 <= trained["majority_baseline"] <= 100.0 and trained["num_test"] == 24
     assert set(trained["by_type"]) == {"colour", "shape", "motion"}
     # --do_eval of the best checkpoint gives the numbers the training run ended with.
     evaluated = main_vqa.main(argv(qa_data, tmp_path / "eval", "--skl", "0") + [
         "--do_train", "0", "--do_eval", "--init_model", str(run_dir / "pytorch_model.bin.best")])
     assert evaluated["acc_top1"] == trained["acc_top1"] and evaluated["acc_top5"] == trained["acc_top5"]
+    record = json.loads((tmp_path / "eval" / "metrics_test.json").read_text())["provenance"]
+    assert record["checkpoint"] == best_record and record["weights"] == {"init_model": best_record}
 
 
 def test_an_answer_outside_the_vocabulary_counts_only_in_the_standard_protocol(qa_data, tmp_path):

@@ -1,6 +1,7 @@
 """test.py: checkpoint evaluation, scoring a saved matrix, and the QB-Norm querybank matrix."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import ModuleType
@@ -82,3 +83,50 @@ def test_bad_input_one_line(entry, tiny_demo, tmp_path):
         entry.main(["--output_dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="similarity file not found"):
         entry.main(["--sims", str(tmp_path / "absent.npy"), "--output_dir", str(tmp_path)])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_results_record_the_checkpoint_and_the_command(evaluated, trained):
+    out, _ = evaluated
+    checkpoint = {"path": str(trained[0]), "sha256": sha256(trained[0])}
+    metrics = json.loads((out / "metrics_test.json").read_text())
+    record = metrics["provenance"]
+    assert record["checkpoint"] == checkpoint and record["weights"] == {"init_model": checkpoint}
+    assert {"command", "cwd", "time"} <= set(record)
+    ids = json.loads((out / "sims_test_ids.json").read_text())
+    assert ids["sims_sha256"] == sha256(out / "sims_test.npy") and ids["provenance"] == record
+
+
+def test_sims_scoring_writes_metrics_json_with_its_inputs(entry, evaluated, trained, tmp_path):
+    out, _ = evaluated
+    scored = entry.main(["--sims", str(out / "sims_test.npy"), "--metric", "v2t", "--text_to_video",
+                         str(out / "sims_test_ids.json"), "--output_dir", str(tmp_path)])
+    written = json.loads((tmp_path / "metrics_sims_test_v2t.json").read_text())
+    assert {k: v for k, v in written.items() if k != "provenance"} == scored
+    inputs = written["provenance"]["inputs"]
+    assert inputs["sims"]["sha256"] == sha256(out / "sims_test.npy")
+    ids = out / "sims_test_ids.json"
+    assert inputs["text_to_video"] == {"path": str(ids), "sha256": sha256(ids)}
+    assert inputs["sims"]["made_by"]["checkpoint"] == {"path": str(trained[0]), "sha256": sha256(trained[0])}
+
+
+def test_querybank_ids_record_the_checkpoint(entry, tiny_demo, trained, tmp_path):
+    entry.main(checkpoint_argv(tiny_demo, tmp_path, trained[0], "--split", "train_querybank"))
+    ids = json.loads((tmp_path / "sims_train_querybank_ids.json").read_text())
+    assert ids["sims_sha256"] == sha256(tmp_path / "sims_train_querybank.npy")
+    assert ids["provenance"]["checkpoint"] == {"path": str(trained[0]), "sha256": sha256(trained[0])}
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_sims_with_non_finite_entries_are_refused_naming_the_file(entry, tmp_path, value):
+    sims = np.eye(4, dtype=np.float32)
+    sims[1, 2] = sims[3, 0] = value
+    np.save(tmp_path / "bad.npy", sims)
+    with pytest.raises(SystemExit) as stop:
+        entry.main(["--sims", str(tmp_path / "bad.npy"), "--output_dir", str(tmp_path / "out")])
+    assert str(stop.value) == (f"test.py: error: {tmp_path / 'bad.npy'}: 2 non-finite entries (inf or NaN) in the "
+                               f"4 x 4 similarity matrix, the first at row 1, column 2")
+    assert not (tmp_path / "out").exists()

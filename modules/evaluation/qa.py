@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from modules.engine.checkpoint import atomic_write
 from modules.engine.distributed import DistInfo, gather_rows
 from modules.engine.precision import autocast_context
+from modules.engine.provenance import write_json
 from modules.evaluation.common import evaluating, shard_loader
 from modules.evaluation.retrieval import encode_items
 from modules.evaluation.qa_metrics import qa_metrics
@@ -67,29 +70,33 @@ def predict_answers(model, question_set, video_set, dist: DistInfo, batch_size: 
 
 
 def save_answers(path: Path, question_set, ids: np.ndarray, scores: np.ndarray) -> None:
-    """One JSON object per question: its text, video, true answer and type, the top answers and their scores."""
+    """One JSON object per question: its text, video, true answer and type, the top answers and their scores
+    (written atomically)."""
     answer_of = {label: answer for answer, label in question_set.vocab.items()}
     texts, video_ids, question_video = question_set.caption_texts, question_set.video_ids, question_set.text_to_video
-    with open(path, "w", encoding="utf-8") as f:
-        for i, (row_ids, row_scores) in enumerate(zip(ids.tolist(), scores.tolist())):
-            video = video_ids[question_video[i]]
-            row = {"question": texts[i], "video_id": video, "answer": question_set.answers[i],
-                   "answer_type": question_set.answer_types[i], "top": [answer_of[a] for a in row_ids],
-                   "scores": [round(s, 6) for s in row_scores]}
-            f.write(json.dumps(row) + "\n")
+    lines = []
+    for i, (row_ids, row_scores) in enumerate(zip(ids.tolist(), scores.tolist())):
+        video = video_ids[question_video[i]]
+        row = {"question": texts[i], "video_id": video, "answer": question_set.answers[i],
+               "answer_type": question_set.answer_types[i], "top": [answer_of[a] for a in row_ids],
+               "scores": [round(s, 6) for s in row_scores]}
+        lines.append(json.dumps(row) + "\n")
+    atomic_write(path, lambda f: f.write("".join(lines).encode("utf-8")))
 
 
 def evaluate_qa(model, question_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
-                majority: int | None = None, output_dir: Path | None = None, split: str = "test") -> dict | None:
-    """Accuracy under both protocols (see `qa_metrics`); on the main process also writes answers_<split>.jsonl
-    and metrics_<split>.json into `output_dir`. Returns the metrics there, None on the other processes."""
+                majority: int | None = None, output_dir: Path | None = None, split: str = "test",
+                provenance: Callable[[], dict] | None = None) -> dict | None:
+    """Accuracy under both protocols (see `qa_metrics`); with `output_dir` the main process also writes
+    answers_<split>.jsonl and, last, metrics_<split>.json (with a "provenance" key: `provenance()`) there.
+    Returns the metrics on the main process, None on the other processes."""
     with evaluating(model):
         ids, scores = predict_answers(model, question_set, video_set, dist, batch_size, workers, precision)
     if not dist.is_main:
         return None
     metrics = qa_metrics(ids, question_set.labels, question_set.answer_types, majority)
     if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
         save_answers(output_dir / f"answers_{split}.jsonl", question_set, ids, scores)
-        (output_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=1))
+        write_json(output_dir / f"metrics_{split}.json",
+                   {**metrics, "provenance": None if provenance is None else provenance()})
     return metrics

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from modules.engine.checkpoint import atomic_write
 from modules.engine.distributed import DistInfo, gather_rows
 from modules.engine.precision import autocast_context
 from modules.evaluation.common import evaluating, shard_loader
+from modules.engine.provenance import file_digest, write_json
 from modules.evaluation.metrics import geometric_mean, retrieval_metrics, v2t_metrics
+
+Provenance = Callable[[], dict]
 
 
 @torch.no_grad()
@@ -58,14 +63,22 @@ def compute_metrics(sims: np.ndarray, text_to_video: np.ndarray) -> dict:
     return out
 
 
+def save_matrix(output_dir: Path, name: str, sims: np.ndarray, ids: dict, provenance: dict | None) -> Path:
+    """<name>.npy and <name>_ids.json (`ids` plus the matrix file's sha256 and `provenance`), atomically."""
+    path = output_dir / f"{name}.npy"
+    atomic_write(path, lambda f: np.save(f, sims))
+    write_json(output_dir / f"{name}_ids.json", {**ids, "sims_sha256": file_digest(path), "provenance": provenance},
+               indent=None)
+    return path
+
+
 def save_evaluation(output_dir: Path, split: str, sims: np.ndarray, row_ids: list[str], col_ids: list[str],
-                    text_to_video: np.ndarray, metrics: dict) -> None:
-    """Writes sims_<split>.npy, sims_<split>_ids.json and metrics_<split>.json into the run folder."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    np.save(output_dir / f"sims_{split}.npy", sims)
+                    text_to_video: np.ndarray, metrics: dict, provenance: dict | None = None) -> None:
+    """Writes sims_<split>.npy, sims_<split>_ids.json and, last, metrics_<split>.json (the metrics and a
+    "provenance" key, see modules/engine/provenance.py) into the run folder, each atomically."""
     ids = {"rows": row_ids, "cols": col_ids, "text_to_video": text_to_video.tolist()}
-    (output_dir / f"sims_{split}_ids.json").write_text(json.dumps(ids))
-    (output_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=1))
+    save_matrix(output_dir, f"sims_{split}", sims, ids, provenance)
+    write_json(output_dir / f"metrics_{split}.json", {**metrics, "provenance": provenance})
 
 
 def row_ids_of(dataset) -> list[str]:
@@ -90,8 +103,10 @@ def all_pairs_similarity(model, text_set, video_set, dist: DistInfo, batch_size:
 
 
 def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, workers: int, precision: str,
-             output_dir: Path | None = None, split: str = "test") -> dict | None:
-    """Full evaluation; returns the metrics on the main process (None elsewhere) and saves the matrix there."""
+             output_dir: Path | None = None, split: str = "test", provenance: Provenance | None = None
+             ) -> dict | None:
+    """Full evaluation; returns the metrics on the main process (None elsewhere). With `output_dir` the main
+    process saves the matrix, its ids and the metrics there (`save_evaluation`), with `provenance()`."""
     sims = all_pairs_similarity(model, text_set, video_set, dist, batch_size, workers, precision)
     if sims is None:
         return None
@@ -99,7 +114,7 @@ def evaluate(model, text_set, video_set, dist: DistInfo, batch_size: int, worker
     metrics = compute_metrics(sims, text_to_video)
     if output_dir is not None:
         save_evaluation(output_dir, split, sims, row_ids_of(text_set), list(video_set.video_ids), text_to_video,
-                        metrics)
+                        metrics, None if provenance is None else provenance())
     return metrics
 
 

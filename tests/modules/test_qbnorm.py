@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from modules.evaluation.metrics import geometric_mean, retrieval_metrics
-from modules.qbnorm import load_sims, qb_norm, qb_norm_weighted
+from modules.qbnorm import check_finite, load_sims, qb_norm, qb_norm_weighted
 from tests.helpers import ROOT
 
 GOLDEN_CASES = ("k1_b20", "multi_caption_k1_b20")
@@ -257,3 +257,64 @@ def test_cli_weighted_terms(tmp_path: Path, capsys: pytest.CaptureFixture, mode:
         test_qb_norm.main(["--sims_test", str(tmp_path / "ta.npy"), str(tmp_path / "tb.npy"),
                            "--sims_querybank", str(tmp_path / "ba.npy")])
     assert "one of each per term" in capsys.readouterr().err
+
+
+def test_k_larger_than_the_gallery_is_refused() -> None:
+    bank, test = random_case(13, gallery=6)
+    with pytest.raises(ValueError, match="k=7 is larger than the 6 gallery items"):
+        qb_norm(bank, test, k=7)
+    qb_norm(bank, test, k=6)
+
+
+def test_check_finite_counts_and_names_the_file(tmp_path: Path) -> None:
+    sims = np.zeros((10, 3))
+    sims[2, 1], sims[7, 0], sims[9, 2] = np.inf, np.nan, -np.inf
+    np.save(tmp_path / "bad.npy", sims)
+    with pytest.raises(ValueError, match=r"bad\.npy: 3 non-finite entries \(inf or NaN\) in the 10 x 3 similarity "
+                                         r"matrix, the first at row 2, column 1"):
+        check_finite(load_sims(tmp_path / "bad.npy"), tmp_path / "bad.npy", chunk_rows=4)
+    check_finite(np.zeros((10, 3)), "fine.npy")
+
+
+def test_cli_refuses_k_larger_than_the_gallery_and_non_finite_input(tmp_path: Path, capsys) -> None:
+    import test_qb_norm
+
+    bank, test = random_case(14, bank_rows=12, queries=8, gallery=8)
+    np.save(tmp_path / "bank.npy", bank)
+    np.save(tmp_path / "test.npy", test)
+    args = ["--sims_test", str(tmp_path / "test.npy"), "--sims_querybank", str(tmp_path / "bank.npy")]
+    with pytest.raises(SystemExit):
+        test_qb_norm.main(args + ["--qbnorm_k", "9"])
+    err = capsys.readouterr().err.strip()
+    assert err == (f"test_qb_norm.py: error: --qbnorm_k 9 is larger than the 8 columns (test videos) of "
+                   f"{tmp_path / 'bank.npy'} that each querybank row's top-k is taken from")
+    bank[3, 5] = np.inf
+    np.save(tmp_path / "bank.npy", bank)
+    with pytest.raises(SystemExit):
+        test_qb_norm.main(args)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"test_qb_norm.py: error: {tmp_path / 'bank.npy'}: 1 non-finite entry (inf or NaN)")
+    assert "\n" not in err
+
+
+def test_cli_out_writes_a_json_with_the_inputs_hashes(tmp_path: Path, capsys) -> None:
+    import hashlib
+
+    import test_qb_norm
+
+    bank, test = random_case(15, bank_rows=12, queries=8, gallery=8)
+    np.save(tmp_path / "bank.npy", bank)
+    np.save(tmp_path / "test.npy", test)
+    out = tmp_path / "out" / "normalised.npy"
+    test_qb_norm.main(["--sims_test", str(tmp_path / "test.npy"), "--sims_querybank", str(tmp_path / "bank.npy"),
+                       "--out", str(out)])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    written = json.loads(out.with_suffix(".json").read_text())
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    assert written["after"] == summary["after"] and written["sims_sha256"] == sha(out)
+    record = written["provenance"]
+    assert record["inputs"]["sims_test"] == [{"path": str(tmp_path / "test.npy"), "sha256": sha(tmp_path / "test.npy")}]
+    assert record["inputs"]["sims_querybank"][0]["sha256"] == sha(tmp_path / "bank.npy")
+    assert {"command", "time", "cwd"} <= set(record)

@@ -52,7 +52,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="sims_<split>_ids.json written by the evaluation (keys rows, cols, text_to_video)")
     p.add_argument("--chunk_rows", type=int, default=4096, help="rows per chunk (bounds memory)")
     p.add_argument("--out", type=Path, default=None, help="save the normalised matrix (.npy) and a .md table")
+    p.add_argument("--overwrite", type=int, default=0, help="1: replace the files of an earlier --out")
     return p.parse_args(argv)
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """An earlier run's --out files are replaced only when asked."""
+    if args.out is None or args.overwrite:
+        return
+    earlier = [p for p in (args.out, args.out.with_suffix(".md"), args.out.with_suffix(".json")) if p.exists()]
+    if earlier:
+        raise ValueError(f"{earlier[0]} exists (an earlier run's output); pass --overwrite 1 to replace it or "
+                         "choose another --out")
 
 
 def check_shapes(args: argparse.Namespace, tests: List[np.ndarray], banks: List[np.ndarray]) -> None:
@@ -128,6 +139,7 @@ def run_provenance(args: argparse.Namespace) -> Dict:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
+        check_out(args)
         summary = run(args)
     except (ValueError, OSError) as err:
         print(f"test_qb_norm.py: error: {err}", file=sys.stderr)

@@ -318,3 +318,20 @@ def test_cli_out_writes_a_json_with_the_inputs_hashes(tmp_path: Path, capsys) ->
     assert record["inputs"]["sims_test"] == [{"path": str(tmp_path / "test.npy"), "sha256": sha(tmp_path / "test.npy")}]
     assert record["inputs"]["sims_querybank"][0]["sha256"] == sha(tmp_path / "bank.npy")
     assert {"command", "time", "cwd"} <= set(record)
+
+
+def test_cli_out_does_not_replace_an_earlier_run_unless_asked(tmp_path: Path, capsys) -> None:
+    import test_qb_norm
+
+    bank, test = random_case(16, bank_rows=12, queries=8, gallery=8)
+    np.save(tmp_path / "bank.npy", bank)
+    np.save(tmp_path / "test.npy", test)
+    out = tmp_path / "normalised.npy"
+    out.with_suffix(".json").write_text("{}")  # an earlier run's summary
+    args = ["--sims_test", str(tmp_path / "test.npy"), "--sims_querybank", str(tmp_path / "bank.npy"), "--out", str(out)]
+    with pytest.raises(SystemExit):
+        test_qb_norm.main(args)
+    assert "normalised.json exists (an earlier run's output); pass --overwrite 1" in capsys.readouterr().err
+    assert not out.exists()
+    test_qb_norm.main(args + ["--overwrite", "1"])
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["after"]

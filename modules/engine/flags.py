@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, Callable
 
 from modules.engine.precision import PRECISIONS
 
@@ -18,26 +19,20 @@ def json_dict(text: str) -> dict:
     return value
 
 
-def positive_int(text: str) -> int:
-    """A count that must be at least 1 (batch sizes, epochs, frames): refused at parse time, not in a worker."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """A flag type that refuses values outside a range at parse time (not later, in a worker)."""
+    def parse(text: str) -> Any:
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")  # batch sizes, epochs, frames
+non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:

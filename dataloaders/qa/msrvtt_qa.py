@@ -121,8 +121,7 @@ class QADataset(TextVideoDataset):
         self.labels = np.array([vocab.get(q.answer, -1) for q in questions], dtype=np.int64)
         self.dropped = 0
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = super().__getitem__(index)
+    def _complete(self, sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # The parent may move a "pairs" sample to another caption (skip_bad_videos), so index by the sample's own.
         if "caption_index" in sample:
             sample["answer"] = torch.tensor(self.labels[int(sample["caption_index"])], dtype=torch.int64)

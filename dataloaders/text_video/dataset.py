@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -64,13 +65,61 @@ def require_file(path: str | Path) -> str:
     return os.fspath(path)
 
 
-def load_json(path: str | Path) -> Any:
-    path = require_file(path)
+def read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
+def _repeat_line(text: str, key: str) -> str:
+    """' at line N' of the second `"key":` of the file when it occurs exactly twice (otherwise it is ambiguous)."""
+    positions = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    return f" at line {text.count(chr(10), 0, positions[1]) + 1}" if len(positions) == 2 else ""
+
+
+def load_json(path: str | Path, unique_keys: bool = False) -> Any:
+    """The parsed file; with `unique_keys` a key repeated within one object is an error (json would keep the
+    last entry and drop the others silently)."""
+    path = require_file(path)
+    text = read_text(path)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs if unique_keys else None)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
+    except _RepeatedKey as exc:
+        raise DataError(f"{path}: key {exc.key!r} repeated{_repeat_line(text, exc.key)} (keys must be unique: "
+                        f"json would keep the last entry and drop the others)") from None
+
+
+def no_rows(path: str | Path, what: str) -> DataError:
+    """The error for an annotation file that yields nothing (e.g. a csv with only its header)."""
+    return DataError(f"{path}: no {what} (the file is empty or has only a header / blank lines)")
+
+
+def unique_ids(path: str | Path, rows: list[tuple[int, dict[str, str]]], column: str) -> None:
+    """Every row of `rows` (read_table's) must name a different `column` (a video listed twice would be
+    dropped from the gallery silently, and the evaluation would rank against fewer videos)."""
+    seen: set[str] = set()
+    for line, row in rows:
+        if row[column] in seen:
+            raise DataError(f"{path}: row at line {line} repeats video id {row[column]!r}")
+        seen.add(row[column])
 
 
 def read_table(path: str | Path, columns: list[str], delimiter: str = ",",
@@ -161,6 +210,8 @@ class TextVideoDataset(Dataset):
         if skip_bad_videos and not train:
             raise DataError("--skip_bad_videos is for training only (the training split): "
                             "evaluation must see every video")
+        if not videos or not captions:  # the families name the file; this guards direct construction
+            raise DataError(f"no {'videos' if not videos else 'captions'}: the annotations yield an empty dataset")
         bad = next((i for i, c in enumerate(captions) if not 0 <= c.video_index < len(videos)), None)
         if bad is not None:
             raise DataError(f"caption {bad} points at video {captions[bad].video_index}, "

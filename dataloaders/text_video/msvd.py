@@ -9,8 +9,8 @@ import os
 import pickle
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, read_id_list,
-                                           require_file, resolve_video)
+from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, no_rows,
+                                           read_id_list, require_file, resolve_video)
 
 CAPTIONS = "raw-captions.pkl"
 
@@ -48,6 +48,8 @@ def load_annotations(anno_path: str, video_path: str, split: str) -> tuple[list[
     check_split(split)
     list_path = os.path.join(anno_path, f"{split}_list.txt")
     video_ids = read_id_list(list_path)
+    if not video_ids:
+        raise no_rows(list_path, "video ids")
     caption_path = os.path.join(anno_path, CAPTIONS)
     captions = load_captions(caption_path)
     pairs = []

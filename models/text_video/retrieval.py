@@ -71,10 +71,18 @@ class RetrievalModel(nn.Module):
     def log_values(self) -> dict[str, float]:
         return {"logit_scale": self.logit_scale.exp().item()}
 
-    def init_from_clip(self, clip_state: dict) -> None:
-        """Loads OpenAI CLIP weights and starts the temporal transformer from CLIP's text blocks."""
-        self.clip.load_state_dict(clip_state)
+    @property
+    def clip_copies(self) -> dict[str, str]:
+        """Own weight -> the CLIP weight it starts as a copy of (`init_from_clip`): their shapes must agree."""
         if isinstance(self.temporal, SeqTransf):
+            return {"temporal.frame_position_embeddings.weight": "positional_embedding"}
+        return {}
+
+    def init_from_clip(self, clip_state: dict, new_layers: bool = True) -> None:
+        """Loads OpenAI CLIP weights and, with `new_layers`, starts the temporal transformer from CLIP's text
+        blocks (a repository checkpoint brings its own: then the CLIP file need not have that many blocks)."""
+        self.clip.load_state_dict(clip_state)
+        if new_layers and isinstance(self.temporal, SeqTransf):
             self.temporal.init_from_clip(clip_state)
 
     def encode_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:

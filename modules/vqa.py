@@ -127,7 +127,7 @@ def evaluator(cfg: argparse.Namespace, path: str, split: str, vocab: dict[str, i
 def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:
     if cfg.demo_data:
         if dist.is_main:
-            generate_demo_qa(cfg.demo_data)
+            generate_demo_qa(cfg.demo_data, report=log.info)
         barrier()
     vocab = load_answer_vocab(cfg.data_path)
     model = build_model(cfg, len(vocab)).to(dist.device)

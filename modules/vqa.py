@@ -111,7 +111,7 @@ def majority_answer(cfg: argparse.Namespace, vocab: dict[str, int], log: RunLog)
         log.info(f"no majority-answer baseline: {cfg.train_csv} not found")
         return None
     _, questions = load_questions(cfg.train_csv, cfg.video_path)
-    return majority_label([vocab.get(q.answer, -1) for q in questions])
+    return majority_label([vocab.get(q.answer, -1) for q in questions], cfg.train_csv)
 
 
 def evaluator(cfg: argparse.Namespace, path: str, split: str, vocab: dict[str, int], majority: int | None,

@@ -130,29 +130,39 @@ def read_table(path: str | Path, columns: list[str], delimiter: str = ",",
     Blank lines are allowed (a trailing newline is common); any other row with the wrong field count is an error.
     """
     path = require_file(path)
-    rows = []
     with open(path, encoding="utf-8", newline="") as f:
         # QUOTE_NONE for tab files: LSMDC sentences contain unbalanced quotes.
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        names = columns
-        if header:
-            names = next(reader, None)
-            missing = [c for c in columns if c not in (names or [])]
-            if missing:
-                raise DataError(f"{path}: header {names} lacks column(s) {missing}")
-        for fields in reader:
-            line = reader.line_num
-            if not fields or fields == [""]:
-                continue
-            if len(fields) != len(names):
-                raise DataError(f"{path}: row at line {line} has {len(fields)} fields, expected {len(names)} "
-                                f"({delimiter.join(names)!r})")
-            row = dict(zip(names, fields))
-            empty = [c for c in columns if not row[c].strip()]
-            if empty:
-                raise DataError(f"{path}: row at line {line} has an empty {empty[0]!r}")
-            rows.append((line, row))
+        try:
+            return _table_rows(path, reader, columns, delimiter, header)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text after line {reader.line_num} ({exc.reason})") from None
+        except csv.Error as exc:  # e.g. a NUL byte, or a field over the csv module's size limit
+            raise DataError(f"{path}: unreadable row at line {reader.line_num} ({exc})") from None
+
+
+def _table_rows(path: str, reader, columns: list[str], delimiter: str,
+                header: bool) -> list[tuple[int, dict[str, str]]]:
+    names = columns
+    if header:
+        names = next(reader, None)
+        missing = [c for c in columns if c not in (names or [])]
+        if missing:
+            raise DataError(f"{path}: header {names} lacks column(s) {missing}")
+    rows = []
+    for fields in reader:
+        line = reader.line_num
+        if not fields or fields == [""]:
+            continue
+        if len(fields) != len(names):
+            raise DataError(f"{path}: row at line {line} has {len(fields)} fields, expected {len(names)} "
+                            f"({delimiter.join(names)!r})")
+        row = dict(zip(names, fields))
+        empty = [c for c in columns if not row[c].strip()]
+        if empty:
+            raise DataError(f"{path}: row at line {line} has an empty {empty[0]!r}")
+        rows.append((line, row))
     return rows
 
 
@@ -160,15 +170,14 @@ def read_id_list(path: str | Path) -> list[str]:
     """Non-empty stripped lines of a one-id-per-line file; duplicates are an error."""
     path = require_file(path)
     ids, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            item = line.strip()
-            if not item:
-                continue
-            if item in seen:
-                raise DataError(f"{path}: line {line_no} repeats video id {item!r}")
-            seen.add(item)
-            ids.append(item)
+    for line_no, line in enumerate(read_text(path).split("\n"), 1):
+        item = line.strip()
+        if not item:
+            continue
+        if item in seen:
+            raise DataError(f"{path}: line {line_no} repeats video id {item!r}")
+        seen.add(item)
+        ids.append(item)
     return ids
 
 
@@ -205,6 +214,8 @@ class TextVideoDataset(Dataset):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         # Arguments no video can satisfy fail here, not once per video (where training might skip them all).
         check_sampling(frame_sampler, video_framerate, max_frames, slice_framepos)
+        if max_words < 2:
+            raise DataError(f"--max_words must be at least 2 (start and end tokens), got {max_words}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
         if skip_bad_videos and not train:

@@ -27,7 +27,12 @@ def _train_captions(anno_path: str, train_csv: str) -> list[tuple[str, str]]:
     data = load_json(json_path)
     if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         raise DataError(f"{json_path}: expected an object with a 'sentences' list")
-    known = {v.get("video_id") for v in data["videos"]} if isinstance(data.get("videos"), list) else None
+    known = None
+    if isinstance(data.get("videos"), list):
+        bad = next((i for i, v in enumerate(data["videos"]) if not isinstance(v, dict) or "video_id" not in v), None)
+        if bad is not None:
+            raise DataError(f"{json_path}: videos[{bad}] is not an object with a 'video_id'")
+        known = {v["video_id"] for v in data["videos"]}
     by_video: dict[str, list[str]] = {vid: [] for vid in listed}
     for i, item in enumerate(data["sentences"]):
         if not isinstance(item, dict) or "caption" not in item or "video_id" not in item:

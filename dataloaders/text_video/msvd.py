@@ -28,8 +28,9 @@ def load_captions(path: str) -> dict:
     try:
         with open(path, "rb") as f:
             data = _ContainersOnly(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise DataError(f"{path}: not a plain-container pickle ({exc})") from exc
+    except Exception as exc:  # a corrupt pickle raises many types (UnpicklingError, EOFError, KeyError, ...)
+        raise DataError(f"{path}: not a plain-container pickle ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else 'truncated or corrupt'})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a dict video_id -> captions, got {type(data).__name__}")
     return data

@@ -7,7 +7,7 @@ from torch import nn
 from models.clip.adapter import ClipBackbone, ClipConfig, freeze_clip_layers
 from models.text_video.interaction import build_interaction
 from models.layers import init_reference_weights
-from models.weights import rename_keys
+from models.weights import CheckpointError, rename_keys
 from models.text_video.temporal import SeqTransf, build_temporal
 from models.losses import MAX_LOGIT_SCALE, symmetric_infonce
 
@@ -39,7 +39,7 @@ class RetrievalModel(nn.Module):
         super().__init__()
         if clip_config.embed_dim != clip_config.text_width:
             # The temporal blocks and weight MLPs are text-width layers applied to embed_dim features.
-            raise ValueError(f"CLIP embed_dim {clip_config.embed_dim} must equal its text width "
+            raise CheckpointError(f"CLIP embed_dim {clip_config.embed_dim} must equal its text width "
                              f"{clip_config.text_width} (true of every OpenAI ViT CLIP)")
         self.interaction_name = interaction
         self.clip = ClipBackbone(clip_config, train_patch_embedding)

@@ -49,6 +49,10 @@ class SeqTransf(nn.Module):
     def forward(self, frames: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         """(B, F, D) frame features, (B, F) mask -> (B, F, D)."""
         batch, num_frames, _ = frames.shape
+        positions = self.frame_position_embeddings.num_embeddings
+        if num_frames > positions:
+            raise CheckpointError(f"{num_frames} frames (--max_frames) exceed the {positions} frame positions of "
+                                  f"seqTransf (CLIP's context length): pass --max_frames {positions} or less")
         x = frames + self.frame_position_embeddings.weight[:num_frames]
         attn = (1.0 - video_mask.to(x.dtype))[:, None, :] * _FRAME_MASK_VALUE  # hide padded keys
         attn = attn.expand(batch, num_frames, num_frames).repeat_interleave(self.heads, dim=0)

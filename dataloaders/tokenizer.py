@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from open_clip.tokenizer import SimpleTokenizer
 
+from dataloaders.errors import DataError
+
 
 class ClipTokenizer:
     """Wraps open_clip's SimpleTokenizer (it ships the BPE vocabulary, nothing is downloaded)."""
@@ -28,7 +30,7 @@ class ClipTokenizer:
     def __call__(self, text: str, max_words: int) -> tuple[np.ndarray, np.ndarray]:
         """Return int64 ids (max_words,) = [start, bpe[:max_words-2], end, 0...] and mask (max_words,)."""
         if max_words < 2:
-            raise ValueError(f"max_words must be at least 2 (start and end tokens), got {max_words}")
+            raise DataError(f"--max_words must be at least 2 (start and end tokens), got {max_words}")
         body = self.encode(text)[: max_words - 2]
         tokens = [self.start_id, *body, self.end_id]
         ids = np.zeros(max_words, dtype=np.int64)

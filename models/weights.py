@@ -12,7 +12,8 @@ import torch
 
 
 class CheckpointError(ValueError):
-    """A weight file that is missing, unreadable or does not fit the model."""
+    """A weight file that is missing, unreadable or does not fit the model, or model sizes / options (flags) no
+    model can be built or run with; the message is one line naming the file, key or flag and what was expected."""
 
 
 def _is_torchscript(path: Path) -> bool:

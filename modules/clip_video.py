@@ -117,5 +117,5 @@ def video_options(cfg: argparse.Namespace, input_spec: dict, train: bool) -> dic
     options = dict(max_words=cfg.max_words, max_frames=cfg.max_frames, video_framerate=cfg.video_framerate,
                    slice_framepos=cfg.slice_framepos, backend=cfg.video_backend, seed=cfg.seed, **input_spec)
     if train:
-        options.update(train=bool(cfg.train_augment), skip_bad_videos=bool(cfg.skip_bad_videos))
+        options.update(train=True, augment=bool(cfg.train_augment), skip_bad_videos=bool(cfg.skip_bad_videos))
     return options

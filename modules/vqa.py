@@ -114,7 +114,7 @@ def majority_answer(cfg: argparse.Namespace, vocab: dict[str, int], log: RunLog)
         log.info(f"no majority-answer baseline: {cfg.train_csv} not found")
         return None
     _, questions = load_questions(cfg.train_csv, cfg.video_path)
-    return majority_label([vocab.get(q.answer, -1) for q in questions])
+    return majority_label([vocab.get(q.answer, -1) for q in questions], cfg.train_csv)
 
 
 def evaluator(cfg: argparse.Namespace, path: str, split: str, vocab: dict[str, int], majority: int | None,
@@ -133,7 +133,7 @@ def evaluator(cfg: argparse.Namespace, path: str, split: str, vocab: dict[str, i
 def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path) -> RunParts:
     if cfg.demo_data:
         if dist.is_main:
-            generate_demo_qa(cfg.demo_data)
+            generate_demo_qa(cfg.demo_data, report=log.info)
         barrier()
     vocab = load_answer_vocab(cfg.data_path)
     model = build_model(cfg, len(vocab)).to(dist.device)

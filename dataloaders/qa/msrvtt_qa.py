@@ -22,7 +22,7 @@ import torch
 
 from dataloaders.errors import DataError
 from dataloaders.text_video.dataset import (CaptionItem, TextVideoDataset, VideoItem, build_gallery, load_json,
-                                           require_file)
+                                           read_text, require_file)
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,14 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of every non-blank line; every row must carry the four fields as non-empty strings."""
     path = require_file(path)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            rows.append((line_no, _check_row(path, line_no, row)))
+    for line_no, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
+        rows.append((line_no, _check_row(path, line_no, row)))
     return rows
 
 
@@ -97,11 +96,12 @@ def load_questions(jsonl_path: str | Path, video_path: str | Path) -> tuple[list
     return videos, questions
 
 
-def majority_label(labels: Iterable[int]) -> int:
-    """The most frequent class id (ties: the smallest); -1 (out of vocabulary) is not a class."""
+def majority_label(labels: Iterable[int], source: str | Path = "majority_label") -> int:
+    """The most frequent class id (ties: the smallest); -1 (out of vocabulary) is not a class. `source` (the file
+    the labels come from) names the error when none is a class."""
     counts = Counter(int(x) for x in np.asarray(list(labels), dtype=np.int64) if x >= 0)
     if not counts:
-        raise ValueError("majority_label: no label is in the vocabulary (all are -1 or there are none)")
+        raise DataError(f"{source}: no label is in the vocabulary (all answers are outside it, or there are none)")
     return min(counts, key=lambda label: (-counts[label], label))
 
 
@@ -121,8 +121,7 @@ class QADataset(TextVideoDataset):
         self.labels = np.array([vocab.get(q.answer, -1) for q in questions], dtype=np.int64)
         self.dropped = 0
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = super().__getitem__(index)
+    def _complete(self, sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # The parent may move a "pairs" sample to another caption (skip_bad_videos), so index by the sample's own.
         if "caption_index" in sample:
             sample["answer"] = torch.tensor(self.labels[int(sample["caption_index"])], dtype=torch.int64)

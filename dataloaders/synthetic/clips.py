@@ -125,7 +125,7 @@ def generate_demo_data(root: str | Path, num_train: int = 600, num_test: int = 6
                        fps: int = 8, size: int = 64, seed: int = 0) -> dict:
     """Write the demo set under `root` (deterministic from `seed`); returns its metadata and whether it was reused."""
     if num_test > len(COMBOS):
-        raise ValueError(f"num_test={num_test} exceeds the {len(COMBOS)} distinct colour/shape/motion combinations")
+        raise DataError(f"num_test={num_test} exceeds the {len(COMBOS)} distinct colour/shape/motion combinations")
     root = Path(root)
     meta = {"version": FORMAT_VERSION, "num_train": num_train, "num_test": num_test, "frames": frames,
             "fps": fps, "size": size, "seed": seed}

@@ -25,15 +25,16 @@ FRAME_SAMPLERS: dict[str, str] = {name: getattr(module, "FRAME_SAMPLER", DEFAULT
 
 # Keyword arguments of TextVideoDataset; any other keyword goes to the family's load_annotations.
 _DATASET_KEYS = ("max_words", "max_frames", "video_framerate", "image_size", "slice_framepos", "backend",
-                 "train", "skip_bad_videos", "seed", "frame_sampler")
+                 "train", "augment", "skip_bad_videos", "seed", "frame_sampler")
 
 
 def build_dataset(datatype: str, split: str, anno_path: str, video_path: str, tokenizer: Callable,
                   mode: str, **video_kwargs: Any) -> TextVideoDataset:
-    """Dataset of `split` ("train" / "val" / "test") of a family; `train` (augmentation) defaults to split == "train".
+    """Dataset of `split` ("train" / "val" / "test") of a family; `train` (the training split: skip_bad_videos is
+    allowed) defaults to split == "train", `augment` (RandAugment on the frames) to `train`.
 
     video_kwargs: max_words, max_frames, video_framerate, image_size (required), slice_framepos, backend,
-    train, skip_bad_videos, seed, frame_sampler (default: the family's), plus family options such as
+    train, augment, skip_bad_videos, seed, frame_sampler (default: the family's), plus family options such as
     msrvtt's train_csv.
     """
     if datatype not in DATASETS:

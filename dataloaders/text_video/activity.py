@@ -12,7 +12,8 @@ import math
 import os
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import CaptionItem, VideoItem, build_gallery, check_split, load_json, resolve_video
+from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, load_json, no_rows,
+                                           resolve_video)
 
 # The reference's ActivityNet loader reads with RawVideoExtractorCV2, whose positions differ from the decord
 # stride at non-integer frame rates (29.97 fps: 29-frame "seconds").
@@ -25,9 +26,12 @@ def load_annotations(anno_path: str, video_path: str, split: str) -> tuple[list[
     """One paragraph caption per video, in the order of the JSON file."""
     check_split(split)
     path = os.path.join(anno_path, FILES[split])
-    data = load_json(path)
+    # A repeated video id would replace the earlier entry: one caption and one video fewer, silently.
+    data = load_json(path, unique_keys=True)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected an object video_id -> {{duration, timestamps, sentences}}")
+    if not data:
+        raise no_rows(path, "videos")
     pairs, ends = [], {}
     for vid, entry in data.items():
         sentences = entry.get("sentences") if isinstance(entry, dict) else None

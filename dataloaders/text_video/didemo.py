@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import CaptionItem, VideoItem, build_gallery, check_split, load_json, resolve_video
+from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, load_json, no_rows,
+                                           resolve_video)
 
 # The reference's DiDeMo loader reads with RawVideoExtractorCV2, whose positions differ from the decord
 # stride at non-integer frame rates (23.976 fps: 23-frame "seconds").
@@ -34,6 +35,8 @@ def load_annotations(anno_path: str, video_path: str, split: str) -> tuple[list[
     data = load_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of {{video, description, times}} objects")
+    if not data:
+        raise no_rows(path, "items")
     paragraphs: dict[str, list[str]] = {}
     for i, item in enumerate(data):
         video = item.get("video") if isinstance(item, dict) else None

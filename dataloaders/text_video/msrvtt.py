@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import CaptionItem, VideoItem, build_gallery, check_split, load_json, read_table
+from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, load_json, no_rows,
+                                           read_table, unique_ids)
 
 TEST_CSV = "MSRVTT_JSFUSION_test.csv"
 DATA_JSON = "MSRVTT_data.json"
@@ -17,16 +18,21 @@ DATA_JSON = "MSRVTT_data.json"
 
 def _train_captions(anno_path: str, train_csv: str) -> list[tuple[str, str]]:
     csv_path = os.path.join(anno_path, train_csv)
-    listed: dict[str, int] = {}
-    for line, row in read_table(csv_path, ["video_id"]):
-        if row["video_id"] in listed:
-            raise DataError(f"{csv_path}: row at line {line} repeats video id {row['video_id']!r}")
-        listed[row["video_id"]] = line
+    rows = read_table(csv_path, ["video_id"])
+    if not rows:
+        raise no_rows(csv_path, "video ids")
+    unique_ids(csv_path, rows, "video_id")
+    listed = {row["video_id"]: line for line, row in rows}
     json_path = os.path.join(anno_path, DATA_JSON)
     data = load_json(json_path)
     if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         raise DataError(f"{json_path}: expected an object with a 'sentences' list")
-    known = {v.get("video_id") for v in data["videos"]} if isinstance(data.get("videos"), list) else None
+    known = None
+    if isinstance(data.get("videos"), list):
+        bad = next((i for i, v in enumerate(data["videos"]) if not isinstance(v, dict) or "video_id" not in v), None)
+        if bad is not None:
+            raise DataError(f"{json_path}: videos[{bad}] is not an object with a 'video_id'")
+        known = {v["video_id"] for v in data["videos"]}
     by_video: dict[str, list[str]] = {vid: [] for vid in listed}
     for i, item in enumerate(data["sentences"]):
         if not isinstance(item, dict) or "caption" not in item or "video_id" not in item:
@@ -51,6 +57,11 @@ def load_annotations(anno_path: str, video_path: str, split: str, train_csv: str
     if split == "train":
         pairs = _train_captions(anno_path, train_csv)
     else:
-        rows = read_table(os.path.join(anno_path, TEST_CSV), ["key", "vid_key", "video_id", "sentence"])
+        csv_path = os.path.join(anno_path, TEST_CSV)
+        rows = read_table(csv_path, ["key", "vid_key", "video_id", "sentence"])
+        if not rows:
+            raise no_rows(csv_path, "captions")
+        # One caption per video: a repeated video would leave the gallery one short of the queries.
+        unique_ids(csv_path, rows, "video_id")
         pairs = [(row["video_id"], row["sentence"]) for _, row in rows]
     return build_gallery(pairs, lambda vid: VideoItem(vid, os.path.join(video_path, f"{vid}.mp4")))

@@ -9,8 +9,8 @@ import os
 import pickle
 
 from dataloaders.errors import DataError
-from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, read_id_list,
-                                           require_file, resolve_video)
+from dataloaders.text_video.dataset import (CaptionItem, VideoItem, build_gallery, check_split, no_rows,
+                                           read_id_list, require_file, resolve_video)
 
 CAPTIONS = "raw-captions.pkl"
 
@@ -28,8 +28,9 @@ def load_captions(path: str) -> dict:
     try:
         with open(path, "rb") as f:
             data = _ContainersOnly(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise DataError(f"{path}: not a plain-container pickle ({exc})") from exc
+    except Exception as exc:  # a corrupt pickle raises many types (UnpicklingError, EOFError, KeyError, ...)
+        raise DataError(f"{path}: not a plain-container pickle ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else 'truncated or corrupt'})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a dict video_id -> captions, got {type(data).__name__}")
     return data
@@ -48,6 +49,8 @@ def load_annotations(anno_path: str, video_path: str, split: str) -> tuple[list[
     check_split(split)
     list_path = os.path.join(anno_path, f"{split}_list.txt")
     video_ids = read_id_list(list_path)
+    if not video_ids:
+        raise no_rows(list_path, "video ids")
     caption_path = os.path.join(anno_path, CAPTIONS)
     captions = load_captions(caption_path)
     pairs = []

@@ -70,10 +70,11 @@ def clip_bounds(start: float | None, end: float | None) -> tuple[float | None, f
 
 
 def _check_arguments(framerate: float, max_frames: int, slice_framepos: str) -> None:
+    """DataError (the flags --video_framerate, --max_frames, --slice_framepos) for values no video can satisfy."""
     if slice_framepos not in SLICE_MODES:
-        raise ValueError(f"slice_framepos must be one of {SLICE_MODES}, got {slice_framepos!r}")
+        raise DataError(f"--slice_framepos must be one of {SLICE_MODES}, got {slice_framepos!r}")
     if not (framerate > 0 and math.isfinite(framerate)) or max_frames < 1:
-        raise ValueError(f"framerate must be > 0 and max_frames >= 1, got {framerate} and {max_frames}")
+        raise DataError(f"--video_framerate must be > 0 and --max_frames >= 1, got {framerate} and {max_frames}")
 
 
 def _slice(positions: np.ndarray, max_frames: int, slice_framepos: str) -> np.ndarray:
@@ -109,11 +110,13 @@ def sample_positions_per_second(n_frames: int, fps: float, framerate: float, max
                                 end: float | None = None) -> np.ndarray:
     """The "per_second" rule: frame indices (T,) int64 to decode; empty when the range lies past the end.
 
-    Raises ValueError when framerate is not a whole number or exceeds int(fps) (the reference asserts both).
+    Raises ValueError when framerate is not a whole number or exceeds int(fps) (the reference asserts both);
+    read_frames reports the video's own cases as DataError naming the file.
     """
     _check_arguments(framerate, max_frames, slice_framepos)
     if framerate != int(framerate):
-        raise ValueError(f"per-second sampling reads a whole number of frames per second, got framerate {framerate}")
+        raise DataError(f"per-second sampling reads a whole number of frames per second, got --video_framerate "
+                        f"{framerate}")
     whole_fps, per_second = int(fps), int(framerate)
     if whole_fps < 1:
         raise ValueError(f"frame rate {fps} truncates to 0 frames per second")
@@ -148,13 +151,14 @@ DEFAULT_SAMPLER = "stride"
 
 
 def check_sampling(sampler: str, framerate: float, max_frames: int, slice_framepos: str) -> None:
-    """Raise ValueError for arguments that no video could satisfy (checked before any file is opened)."""
+    """Raise DataError for flag values that no video could satisfy (checked before any file is opened), ValueError
+    for an unknown sampler name (the families name theirs)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown frame sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
     _check_arguments(framerate, max_frames, slice_framepos)
     if SAMPLERS[sampler].whole_framerate and framerate != int(framerate):
-        raise ValueError(f"the {sampler!r} frame sampler reads a whole number of frames per second, "
-                         f"got framerate {framerate}")
+        raise DataError(f"the {sampler!r} frame sampler of this dataset reads a whole number of frames per second, "
+                        f"got --video_framerate {framerate}")
 
 
 # Chooses the positions of one opened video from its (frame count, frame rate).
@@ -226,8 +230,8 @@ def read_frames(path: str, framerate: float, max_frames: int, slice_framepos: st
                 sampler: str = DEFAULT_SAMPLER) -> np.ndarray:
     """Decode the frames `sampler` picks from `path` (opened once) as uint8 (T, H, W, 3) RGB, 1 <= T <= max_frames.
 
-    Raises ValueError for bad arguments, DataError naming the path when the file is missing, cannot be opened,
-    is truncated, or has no frames in the range.
+    Raises DataError for flag values no video can satisfy, and naming the path when the file is missing, cannot be
+    opened, is truncated, or has no frames in the range; ValueError for an unknown backend or sampler name.
     """
     global _warned_fallback
     if backend not in BACKENDS:

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
+from models.weights import CheckpointError
+
 # Archives carry these bookkeeping entries beside the weights (TorchScript keeps the causal mask buffer).
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
@@ -90,6 +92,10 @@ class ClipBackbone(CLIP):
         and also hides padded keys, so a padded position attends to the real tokens only.
         """
         batch, length = text_ids.shape
+        if length > self.config.context_length:
+            raise CheckpointError(f"captions of {length} tokens (--max_words) do not fit CLIP's context length "
+                                  f"{self.config.context_length}: pass --max_words {self.config.context_length} "
+                                  f"or less")
         x = self.token_embedding(text_ids) + self.positional_embedding[:length]
         causal = torch.full((length, length), float("-inf"), device=x.device).triu_(1)
         attn = causal.expand(batch, length, length).masked_fill((text_mask == 0)[:, None, :], float("-inf"))

@@ -249,5 +249,6 @@ class HBIModel(RetrievalModel):
 def _check_rate(rate) -> tuple[float, float, float]:
     rate = tuple(float(r) for r in rate)
     if len(rate) != 3 or not any(rate):
-        raise ValueError(f"rate {rate}: expected three level weights (entity, action, event), not all zero")
+        raise CheckpointError(f"--rate {' '.join(map(str, rate))}: expected three level weights (entity, action, "
+                              f"event), not all zero")
     return rate

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.weights import CheckpointError
+
 # The reference adds uniform noise of this size to the densities so that no two tokens tie.
 _DENSITY_JITTER = 1e-6
 # Added to every cluster's total weight before normalising, as the reference does.
@@ -132,7 +134,8 @@ class _TokenAttention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         if width % heads:
-            raise ValueError(f"width {width} is not divisible by {heads} heads")
+            raise CheckpointError(f"HBI's merge blocks split the CLIP text width {width} into {heads} heads: "
+                                  f"the width must be a multiple of {heads}")
         self.heads = heads
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)

@@ -38,10 +38,13 @@ class Tokens:
 
 
 def masked_softmax_weights(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(N, L) token logits -> (N, L) weights; masked tokens get -9e15 first, as in the reference."""
+    """(N, L) token logits -> (N, L) weights in the logits' dtype; masked tokens get -9e15 first, as in the
+    reference. The fill and the softmax run in fp32 whatever the input (-9e15 does not fit in fp16, which
+    autocast gives the weight MLP); in fp32 that is the reference's computation unchanged."""
+    weights = logits.float()
     if mask is not None:
-        logits = logits.masked_fill(mask == 0, _MASKED_LOGIT)
-    return torch.softmax(logits, dim=-1)
+        weights = weights.masked_fill(mask == 0, _MASKED_LOGIT)
+    return torch.softmax(weights, dim=-1).to(logits.dtype)
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from torch import nn
 from models.clip.adapter import ClipBackbone, ClipConfig, freeze_clip_layers
 from models.text_video.interaction import build_interaction
 from models.layers import init_reference_weights
-from models.weights import rename_keys
+from models.weights import CheckpointError, rename_keys
 from models.text_video.temporal import SeqTransf, build_temporal
 from models.losses import MAX_LOGIT_SCALE, symmetric_infonce
 
@@ -39,7 +39,7 @@ class RetrievalModel(nn.Module):
         super().__init__()
         if clip_config.embed_dim != clip_config.text_width:
             # The temporal blocks and weight MLPs are text-width layers applied to embed_dim features.
-            raise ValueError(f"CLIP embed_dim {clip_config.embed_dim} must equal its text width "
+            raise CheckpointError(f"CLIP embed_dim {clip_config.embed_dim} must equal its text width "
                              f"{clip_config.text_width} (true of every OpenAI ViT CLIP)")
         self.interaction_name = interaction
         self.clip = ClipBackbone(clip_config, train_patch_embedding)
@@ -71,10 +71,18 @@ class RetrievalModel(nn.Module):
     def log_values(self) -> dict[str, float]:
         return {"logit_scale": self.logit_scale.exp().item()}
 
-    def init_from_clip(self, clip_state: dict) -> None:
-        """Loads OpenAI CLIP weights and starts the temporal transformer from CLIP's text blocks."""
-        self.clip.load_state_dict(clip_state)
+    @property
+    def clip_copies(self) -> dict[str, str]:
+        """Own weight -> the CLIP weight it starts as a copy of (`init_from_clip`): their shapes must agree."""
         if isinstance(self.temporal, SeqTransf):
+            return {"temporal.frame_position_embeddings.weight": "positional_embedding"}
+        return {}
+
+    def init_from_clip(self, clip_state: dict, new_layers: bool = True) -> None:
+        """Loads OpenAI CLIP weights and, with `new_layers`, starts the temporal transformer from CLIP's text
+        blocks (a repository checkpoint brings its own: then the CLIP file need not have that many blocks)."""
+        self.clip.load_state_dict(clip_state)
+        if new_layers and isinstance(self.temporal, SeqTransf):
             self.temporal.init_from_clip(clip_state)
 
     def encode_text(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from open_clip.transformer import LayerNorm, Transformer
 from torch import nn
 
 from models.layers import QuickGELU
+from models.weights import CheckpointError
 
 # The reference masks padded frames with a large finite number rather than -inf.
 _FRAME_MASK_VALUE = -1_000_000.0
@@ -31,17 +32,27 @@ class SeqTransf(nn.Module):
 
     def init_from_clip(self, clip_state: dict) -> None:
         """Copies the text positional embedding and the first text blocks of an OpenAI CLIP state dict."""
+        own = self.transformer.state_dict()
+        missing = [f"transformer.{key}" for key in own if f"transformer.{key}" not in clip_state]
+        if missing:
+            layers = len(self.transformer.resblocks)
+            raise CheckpointError(f"the {layers}-layer temporal transformer (--num_hidden_layers {layers}) starts "
+                                  f"from CLIP's first {layers} text blocks, but the CLIP weights lack "
+                                  f"{missing[0]} ({len(missing)} weights): pass --num_hidden_layers at most "
+                                  f"CLIP's number of text layers")
         with torch.no_grad():
             self.frame_position_embeddings.weight.copy_(clip_state["positional_embedding"])
-            own = self.transformer.state_dict()
             for key in own:
-                source = "transformer." + key
-                own[key] = clip_state[source].clone()
+                own[key] = clip_state["transformer." + key].clone()
             self.transformer.load_state_dict(own)
 
     def forward(self, frames: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         """(B, F, D) frame features, (B, F) mask -> (B, F, D)."""
         batch, num_frames, _ = frames.shape
+        positions = self.frame_position_embeddings.num_embeddings
+        if num_frames > positions:
+            raise CheckpointError(f"{num_frames} frames (--max_frames) exceed the {positions} frame positions of "
+                                  f"seqTransf (CLIP's context length): pass --max_frames {positions} or less")
         x = frames + self.frame_position_embeddings.weight[:num_frames]
         attn = (1.0 - video_mask.to(x.dtype))[:, None, :] * _FRAME_MASK_VALUE  # hide padded keys
         attn = attn.expand(batch, num_frames, num_frames).repeat_interleave(self.heads, dim=0)

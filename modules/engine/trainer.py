@@ -215,7 +215,8 @@ class Trainer:
                 self.log.metrics(self.step, "train", values)
         skipped = int(gather_rows(skipped.to(self.dist.device)[None]).sum())
         if skipped:
-            self.log.info(f"epoch {epoch + 1}: skipped {skipped} unreadable videos (--skip_bad_videos)")
+            self.log.info(f"epoch {epoch + 1}: replaced {skipped} samples whose video could not be read "
+                          "(--skip_bad_videos)")
 
     def optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)

@@ -156,6 +156,19 @@ def test_majority_label():
         majority_label([-1, -1])
 
 
+def test_majority_label_of_a_file_without_known_answers_names_it():
+    with pytest.raises(DataError, match=r"^data/train.jsonl: no label is in the vocabulary"):
+        majority_label([-1, -1], "data/train.jsonl")
+
+
+def test_questions_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "test.jsonl"
+    path.write_text(json.dumps(row("video3", "what colour is it?", "r\u00e9d", "colour"), ensure_ascii=False) + "\n",
+                    encoding="latin-1")  # not UTF-8
+    with pytest.raises(DataError, match=r"test.jsonl: not UTF-8 text \(byte \d+: invalid continuation byte\)"):
+        load_questions(path, tmp_path)
+
+
 # ---------------------------------------------------------------- the dataset over real (tiny) clips
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataloaders.errors import DataError
 from dataloaders.tokenizer import ClipTokenizer
 from dataloaders.text_video import build_dataset
 from dataloaders.synthetic.clips import COMBOS, captions_for, generate_demo_data
@@ -71,7 +72,7 @@ def test_idempotent_and_deterministic(demo, tmp_path):
 
 
 def test_too_many_test_clips(tmp_path):
-    with pytest.raises(ValueError, match="num_test=73 exceeds the 72 distinct"):
+    with pytest.raises(DataError, match="num_test=73 exceeds the 72 distinct"):
         generate_demo_data(tmp_path, num_train=1, num_test=73)
 
 

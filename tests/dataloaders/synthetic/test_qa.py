@@ -3,6 +3,7 @@ through the MSRVTT-QA loader over real tiny clips."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -109,3 +110,27 @@ def test_cli_prints_one_summary_line(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and "18 train / 6 test" in lines[0]
     assert (tmp_path / "qa" / "train_ans2label.json").is_file()
+
+
+def test_second_run_leaves_the_question_files_untouched(tmp_path, no_clips):
+    synthetic_qa.generate_demo_qa(tmp_path, num_train=30, num_test=10)
+    files = [tmp_path / "qa" / name for name in ("train.jsonl", "test.jsonl", "train_ans2label.json")]
+    old = 1_000_000_000_000_000_000  # a distinct past mtime (ns): any rewrite would replace it
+    for path in files:
+        os.utime(path, ns=(old, old))
+    contents = [path.read_bytes() for path in files]
+    synthetic_qa.generate_demo_qa(tmp_path, num_train=30, num_test=10)
+    assert [path.stat().st_mtime_ns for path in files] == [old] * 3
+    assert [path.read_bytes() for path in files] == contents
+    files[1].unlink()  # one file absent: the questions are written again
+    synthetic_qa.generate_demo_qa(tmp_path, num_train=30, num_test=10)
+    assert [path.read_bytes() for path in files] == contents
+
+
+def test_writing_the_questions_is_reported_and_reusing_them_is_not(tmp_path, no_clips):
+    messages = []
+    first = synthetic_qa.generate_demo_qa(tmp_path, num_train=30, num_test=10, report=messages.append)
+    assert messages == [f"demo data under {tmp_path}: reused the demo clips; wrote 180 training and 30 test "
+                        f"questions to {tmp_path / 'qa'} (absent or out of date)"]
+    second = synthetic_qa.generate_demo_qa(tmp_path, num_train=30, num_test=10, report=messages.append)
+    assert first["questions_written"] and not second["questions_written"] and len(messages) == 1

@@ -135,11 +135,12 @@ def test_lsmdc(tmp_path):
              f"{clip_b}\t1\t2\t1\t2\tSomeone walks.",
              f"{clip_a}\t1\t2\t1\t2\tShe turns.",
              f"{sorted(lsmdc.BROKEN_CLIPS)[0]}\t1\t2\t1\t2\tLeft out.", ""]
-    (tmp_path / "LSMDC16_challenge_1000_publictect.csv").write_text("\n".join(lines))
+    # The training file: a clip can carry several sentences (the 1k test file lists each clip once).
+    (tmp_path / "LSMDC16_annos_training.csv").write_text("\n".join(lines))
     movie = tmp_path / "videos" / "0002_Movie"
     movie.mkdir(parents=True)
     (movie / f"{clip_b}.mp4").write_bytes(b"")
-    videos, caps = lsmdc.load_annotations(str(tmp_path), str(tmp_path / "videos"), "val")
+    videos, caps = lsmdc.load_annotations(str(tmp_path), str(tmp_path / "videos"), "train")
     assert [v.video_id for v in videos] == [clip_a, clip_b]
     assert videos[0].path == str(tmp_path / "videos" / "0001_American_Beauty" / f"{clip_a}.avi")  # not found: default
     assert videos[1].path == str(movie / f"{clip_b}.mp4")  # found by the walk

@@ -18,5 +18,5 @@ def autocast_context(device: torch.device, precision: str):
 def check_precision(precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
         raise SystemExit(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "amp_fp16" and device.type != "cuda":
-        raise SystemExit("--precision amp_fp16 needs a CUDA device; use fp32 or amp_bf16 on CPU")
+    if precision == "amp_fp16" and device.type not in ("cuda", "cpu"):
+        raise SystemExit(f"--precision amp_fp16 runs on CUDA or the CPU, not on {device.type}")

@@ -203,3 +203,11 @@ def test_temporary_files_of_a_killed_run_are_removed_on_start(data, tmp_path):
     main_retrieval.main(argv(data, run))
     assert not stale.exists()
     assert f"removed {stale.name}, a temporary file a killed run left" in (run / "log.txt").read_text()
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_left_to_train(data, finished, tmp_path):
+    run = _copy(finished, tmp_path / "run")
+    weights = (run / "pytorch_model.bin.0").read_bytes()
+    main_retrieval.main(argv(data, run, "--resume", "1"))
+    assert "the run has finished its 1 epochs, nothing is left to train" in (run / "log.txt").read_text()
+    assert (run / "pytorch_model.bin.0").read_bytes() == weights

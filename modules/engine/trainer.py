@@ -141,9 +141,14 @@ class Trainer:
         self.best = extra.get("best", self.best)
         self.best_metrics = extra.get("best_metrics")
         self._continue_schedule()
-        dropped = self.log.rewind(self.step)
-        self.log.info(f"resumed from {path}: epoch {self.start_epoch + 1} of {self.settings.epochs}, step {self.step}"
-                      + (f"; dropped {dropped} records after step {self.step} from metrics.jsonl" if dropped else ""))
+        count = self.log.rewind(self.step)
+        dropped = f"; dropped {count} records after step {self.step} from metrics.jsonl" if count else ""
+        if self.start_epoch >= self.settings.epochs:
+            self.log.info(f"resumed from {path}: the run has finished its {self.settings.epochs} epochs, nothing is "
+                          f"left to train (a larger --epochs extends it){dropped}")
+        else:
+            self.log.info(f"resumed from {path}: epoch {self.start_epoch + 1} of {self.settings.epochs}, "
+                          f"step {self.step}{dropped}")
 
     def _continue_schedule(self) -> None:
         """The restored schedule spans the run's steps as saved; a run extended with more --epochs spans the new

@@ -102,7 +102,7 @@ def test_training_skips_bad_videos_only_when_asked_and_counts_them(data, tmp_pat
         main_retrieval.main(args)
     main_retrieval.main(args + ["--skip_bad_videos", "1", "--output_dir", str(tmp_path / "skip")])
     log = (tmp_path / "skip" / "log.txt").read_text()
-    assert "replaced 4 samples whose video could not be read" in log  # the missing video has 4 captions
+    assert "1 unreadable video(s) skipped, 4 samples replaced by others" in log  # the missing video has 4 captions
 
 
 def test_hbi_trains_with_an_estimator_and_evaluates_three_levels(data, tmp_path):

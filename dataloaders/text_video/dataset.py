@@ -3,7 +3,8 @@
 A family's `load_annotations` gives the gallery (`VideoItem`s, fixed order) and every caption
 (`CaptionItem`, pointing at its video). The dataset turns them into samples:
   "pairs"  (training, one per caption): text_ids, text_mask, video, video_mask, video_index, caption_index
-           (and skipped_videos with skip_bad_videos: 1 where an unreadable video's sample was replaced)
+           (and unreadable_video with skip_bad_videos: the index of the video that could not be read where
+           its sample was replaced, -1 elsewhere)
   "texts"  (one per caption):           text_ids, text_mask, caption_index
   "videos" (one per video):             video, video_mask, video_index
 with text_* (max_words,) int64, video (max_frames, 3, S, S) float32, video_mask (max_frames,) int64.
@@ -290,7 +291,8 @@ class TextVideoDataset(Dataset):
         """The samples of `indices`; a DataLoader passes a whole per-process batch here. With skip_bad_videos, a
         "pairs" sample whose video cannot be read is replaced by a readable caption-video pair of a video that is
         not in the batch (no duplicate pair, so no false negative in the contrastive loss), drawn from
-        (seed, epoch, index); its `skipped_videos` is 1 (0 for the others): one per sample replaced."""
+        (seed, epoch, index); its `unreadable_video` is the index of the video that could not be read (-1 for the
+        others), so the trainer counts both the samples replaced and the distinct videos."""
         if self.mode == "texts":
             return [self._complete(self._text(i)) for i in indices]
         if self.mode == "videos":
@@ -300,7 +302,7 @@ class TextVideoDataset(Dataset):
         for index in indices:
             generator = self._generator(index)
             video_index = self.captions[index].video_index
-            caption_index, skipped = index, 0
+            caption_index, unreadable = index, -1
             try:
                 video = self._video(video_index, generator)
             except DataError as exc:
@@ -309,11 +311,11 @@ class TextVideoDataset(Dataset):
                 self._mark_bad(video_index, exc)
                 caption_index, video = self._replacement(index, taken, generator)
                 taken.add(int(video["video_index"]))
-                skipped = 1
+                unreadable = video_index
                 self.skipped += 1
             sample = {**self._text(caption_index), **video}
             if self.skip_bad_videos:
-                sample["skipped_videos"] = torch.tensor(skipped, dtype=torch.int64)
+                sample["unreadable_video"] = torch.tensor(unreadable, dtype=torch.int64)
             samples.append(self._complete(sample))
         return samples
 

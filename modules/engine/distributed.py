@@ -189,6 +189,15 @@ def broadcast_object(obj: Any) -> Any:
     return holder[0]
 
 
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj` (picklable), in rank order, on every rank; `[obj]` in a single process."""
+    if _world_size() == 1:
+        return [obj]
+    gathered = [None] * _world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def barrier() -> None:
     """Wait for every rank; a no-op in a single process."""
     if _world_size() > 1:

@@ -6,6 +6,8 @@ The model contract (what the trainer needs of a model):
 - `reference_state_dict()`: what the per-epoch weight files hold (released checkpoints' key names);
 - optional `after_optimizer_step()` (e.g. clamping CLIP's temperature) and `log_values()` (scalars for the log);
 - optional `backbone_prefix`: parameters under it train at lr * coef_lr.
+A training batch may carry `unreadable_video` (B,): for a sample that replaced one whose video could not be read
+(--skip_bad_videos), that video's index, else -1; the epoch's log line counts the videos and the samples.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from modules.engine.checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
 from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier,
-                                       broadcast_object, gather_rows, worker_init_fn)
+                                       broadcast_object, gather_objects, worker_init_fn)
 from modules.engine.errors import RunError, RunInterrupted
 from modules.engine.optim import build_scheduler, param_groups
 from modules.engine.precision import autocast_context, check_precision
@@ -204,9 +206,10 @@ class Trainer:
             self.dataset.set_epoch(epoch)
         accum = self.settings.grad_accum_steps
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", disable=not self.dist.is_main)
-        skipped = torch.zeros((), dtype=torch.int64)
+        unreadable: list[int] = []  # per sample replaced (--skip_bad_videos), the video that could not be read
         for i, batch in enumerate(bar):
-            skipped += batch["skipped_videos"].sum() if "skipped_videos" in batch else 0
+            if "unreadable_video" in batch:
+                unreadable += [v for v in batch["unreadable_video"].tolist() if v >= 0]
             losses = self._losses(batch, i % accum)
             self.scaler.scale(losses["total"] / accum).backward()
             if (i + 1) % accum:
@@ -218,10 +221,10 @@ class Trainer:
                 values["lr"] = self.scheduler.get_last_lr()[0]
                 values.update(getattr(self.model, "log_values", dict)())
                 self.log.metrics(self.step, "train", values)
-        skipped = int(gather_rows(skipped.to(self.dist.device)[None]).sum())
-        if skipped:
-            self.log.info(f"epoch {epoch + 1}: replaced {skipped} samples whose video could not be read "
-                          "(--skip_bad_videos)")
+        unreadable = [v for rank in gather_objects(unreadable) for v in rank]
+        if unreadable:
+            self.log.info(f"epoch {epoch + 1}: {len(set(unreadable))} unreadable video(s) skipped, {len(unreadable)} "
+                          "samples replaced by others (--skip_bad_videos)")
 
     def optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)

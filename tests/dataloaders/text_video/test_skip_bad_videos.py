@@ -39,7 +39,7 @@ def test_training_split_may_skip_with_or_without_augmentation(broken, augment):
     data = training_set(broken, augment)
     assert data.augment is augment
     sample = data[0]  # caption 0 belongs to the missing video0
-    assert int(sample["skipped_videos"]) == 1
+    assert int(sample["unreadable_video"]) == 0
     assert int(sample["video_index"]) != 0
     assert data.text_to_video[int(sample["caption_index"])] == int(sample["video_index"])
     assert data.bad_videos == [str(broken / "videos" / "video0.mp4")]
@@ -56,8 +56,9 @@ def test_one_count_per_sample_replaced_and_no_duplicate_video_in_a_batch(broken,
     loader = DataLoader(data, batch_size=8, shuffle=False)
     total = 0
     for batch in loader:
-        replaced = batch["skipped_videos"].bool()
-        total += int(batch["skipped_videos"].sum())
+        replaced = batch["unreadable_video"] >= 0
+        total += int(replaced.sum())
+        assert set(batch["unreadable_video"][replaced].tolist()) <= {0}
         videos = batch["video_index"].tolist()
         kept = set(v for v, r in zip(videos, replaced.tolist()) if not r)
         new = [v for v, r in zip(videos, replaced.tolist()) if r]
@@ -76,10 +77,10 @@ def test_replacements_are_seeded_not_worker_dependent(broken):
         data.set_epoch(3)
         order = torch.Generator().manual_seed(0)
         loader = DataLoader(data, batch_size=6, shuffle=True, generator=order, num_workers=workers)
-        batches[workers] = [(b["caption_index"], b["video_index"], b["skipped_videos"]) for b in loader]
+        batches[workers] = [(b["caption_index"], b["video_index"], b["unreadable_video"]) for b in loader]
     for (c0, v0, s0), (c2, v2, s2) in zip(batches[0], batches[2]):
         assert torch.equal(c0, c2) and torch.equal(v0, v2) and torch.equal(s0, s2)
-    assert sum(int(s.sum()) for _, _, s in batches[0]) == CAPTIONS_PER_VIDEO
+    assert sum(int((s >= 0).sum()) for _, _, s in batches[0]) == CAPTIONS_PER_VIDEO
 
 
 def test_only_unreadable_videos_left_is_an_error(tmp_path):

@@ -5,6 +5,7 @@ OpenAI's TorchScript archives go through `torch.jit.load`, which reads tensors w
 """
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if _is_torchscript(path):
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which would run whatever the file holds.
+        raise CheckpointError(f"{path}: not a readable weight file (not a torch file of tensors: torch.load with "
+                              "weights_only=True refused it; it is corrupt or holds Python objects)") from None
     except Exception as error:  # torch raises many types for a corrupt or foreign file
         raise CheckpointError(f"{path}: not a readable weight file ({type(error).__name__}: "
                               f"{str(error).splitlines()[0][:200]})") from None

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from modules import text_video
+from modules import music_video_commands, text_video
 from modules.engine.config import parse_with_config
 from modules.engine.distributed import cleanup, init_distributed, seed_everything
 from modules.engine.errors import cli, debugging, set_debug
@@ -126,6 +127,8 @@ def evaluate_checkpoint(cfg: argparse.Namespace) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
+    if music_video_commands.is_music_video_command(sys.argv[1:] if argv is None else argv):
+        return music_video_command(argv)
     cfg = parse_with_config(parser(), argv, NOT_USED)
     set_debug(cfg.debug)
     check_args(cfg)
@@ -137,6 +140,14 @@ def main(argv: list[str] | None = None) -> dict | None:
         raise SystemExit(f"test.py: error: {err}") from None
     finally:
         cleanup()
+    if result is not None:
+        print(json.dumps(result))
+    return result
+
+
+def music_video_command(argv: list[str] | None) -> dict | None:
+    """The music-video paper's test.py command (modules/music_video_commands.py)."""
+    result = music_video_commands.evaluate(argv, qbnorm=False)
     if result is not None:
         print(json.dumps(result))
     return result

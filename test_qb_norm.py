@@ -22,7 +22,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from modules import music_video_commands
 from modules.engine.checkpoint import atomic_write
+from modules.engine.errors import cli
 from modules.engine.provenance import file_digest, file_record, matrix_record, provenance, write_json
 from modules.engine.tables import write_markdown
 from modules.evaluation.metrics import DIRECTIONS, direction_metrics, ranking_table
@@ -137,6 +139,11 @@ def run_provenance(args: argparse.Namespace) -> Dict:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    if music_video_commands.is_music_video_command(sys.argv[1:] if argv is None else argv):
+        result = music_video_commands.evaluate(argv, qbnorm=True)
+        if result is not None:
+            print(json.dumps(result))
+        return
     args = parse_args(argv)
     try:
         check_out(args)
@@ -148,4 +155,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

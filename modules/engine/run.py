@@ -6,6 +6,7 @@ A system is a glue module (modules/text_video.py, modules/vqa.py, ...) with
 - `TASK`: its `Task` (selection metric and the result table);
 - `parser() -> ArgumentParser`: exactly the flags its script uses;
 - `build(cfg, dist, log, output_dir) -> RunParts`: the model, data and evaluators of this run;
+- optionally `resolve(cfg)`: fills defaults that depend on other flags (e.g. the run folder from --exp_name);
 - optionally `check(cfg)`: stops on flags that cannot work together, before the run folder is made;
 - optionally `PRESET_KEYS_NOT_USED`: keys of another script's presets that this one accepts and skips (listed).
 """
@@ -98,6 +99,8 @@ def parse(system: ModuleType, argv: list[str] | None) -> tuple[argparse.Namespac
     explicit: set[str] = set()
     cfg = parse_with_config(system.parser(), argv, getattr(system, "PRESET_KEYS_NOT_USED", frozenset()), explicit)
     set_debug(cfg.debug)
+    if hasattr(system, "resolve"):
+        system.resolve(cfg)
     if not (cfg.do_train or getattr(cfg, "do_eval", False)):
         raise SystemExit("nothing to do: pass --do_train 1" + (" and/or --do_eval 1" if hasattr(cfg, "do_eval")
                                                                 else ""))

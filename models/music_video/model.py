@@ -55,17 +55,18 @@ class MusicVideoModel(nn.Module):
         self.attention = attention
         self.beat_weight = beat_weight
         self.beat_orientation = beat_orientation
-        self.music_linear = nn.Linear(music_dim, embed_dim)
-        self.video_linear = nn.Linear(video_dim, embed_dim)
-        self.music_beat_linear = beat_projection(beat_dim, beat_hidden, embed_dim)
-        self.video_beat_linear = beat_projection(beat_dim, beat_hidden, embed_dim)
 
         def encoder(width: int, layers: int) -> SegmentEncoder:
             return SegmentEncoder(width, layers, num_heads, ffn_width, encoder_dropout, attention)
+        # Defined in the reference's order, so that state dicts list their keys as its checkpoints do.
         self.music_transformer = encoder(2 * embed_dim, num_layers)
         self.video_transformer = encoder(2 * embed_dim, num_layers)
+        self.music_linear = nn.Linear(music_dim, embed_dim)
+        self.video_linear = nn.Linear(video_dim, embed_dim)
         self.music_beat_transformer = encoder(embed_dim, num_layers)
         self.video_beat_transformer = encoder(embed_dim, num_layers + 2)
+        self.music_beat_linear = beat_projection(beat_dim, beat_hidden, embed_dim)
+        self.video_beat_linear = beat_projection(beat_dim, beat_hidden, embed_dim)
         self.beat_pool = BeatPool(embed_dim, num_heads, pool_dropout)
 
     @property

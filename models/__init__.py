@@ -1,3 +1,6 @@
 """Models and their losses, one sub-package per system: clip/ (the CLIP backbone and weight loading),
-text_video/ (WTI, meanP, HBI and the Banzhaf estimator), vqa/ (HBI with answer heads). Imports nothing from
-modules/ or dataloaders/."""
+text_video/ (WTI, meanP, HBI and the Banzhaf estimator), vqa/ (HBI with answer heads), music_video/ (BPVMR
+music-video retrieval from features and beat tracks). Imports nothing from modules/ or dataloaders/."""
+from models.music_video import load_music_video_model
+
+__all__ = ["load_music_video_model"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -116,9 +117,12 @@ def load_audio(path: Path) -> np.ndarray:
     import librosa
 
     try:
-        samples, _ = librosa.load(str(path), sr=AUDIO_SR, mono=True)
+        with warnings.catch_warnings():  # librosa warns when soundfile fails and audioread is tried
+            warnings.simplefilter("ignore")
+            samples, _ = librosa.load(str(path), sr=AUDIO_SR, mono=True)
     except Exception as exc:  # soundfile and audioread raise their own types
-        raise DataError(f"{path}: cannot read audio ({_one_line(exc)})") from exc
+        raise DataError(f"{path}: cannot read audio (neither soundfile nor audioread decodes it: "
+                        f"{_one_line(exc)})") from exc
     if len(samples) == 0:
         raise DataError(f"{path}: no audio samples")
     return samples
@@ -325,10 +329,13 @@ def main(argv: list[str] | None = None) -> None:
         which = str(existing[0]) if len(existing) == 1 else f"{len(existing)} outputs (first {existing[0]})"
         raise RunError(f"{which} already exist{'s' if len(existing) == 1 else ''}; pass --overwrite 1 to replace")
     beats = 0
-    for path, target in zip(tqdm(inputs, unit="file", desc=args.kind), outputs):
-        record, n = _process(args, path)
-        atomic_write(target, lambda f, r=record: torch.save(r, f))
-        beats += n
+    # leave=False: the bar clears itself, so an error ends in its one line and a success in the summary
+    with tqdm(total=len(inputs), unit="file", desc=args.kind, leave=False) as bar:
+        for path, target in zip(inputs, outputs):
+            record, n = _process(args, path)
+            atomic_write(target, lambda f, r=record: torch.save(r, f))
+            beats += n
+            bar.update()
     print(f"wrote {len(outputs)} {KEYS[args.kind]} files to {out_dir}, {beats / len(outputs):.1f} beats per file "
           f"on average")
 

@@ -35,16 +35,21 @@ ATTENTIONS = ("time", "batch")
 BEAT_ORIENTATIONS = ("fixed", "reference")
 
 
+# Result rows of the table: key suffix -> row label.
+VARIANTS = {"": "", "_qbnorm": " + QB-Norm", "_reference_sum": " (the published sum)"}
+METRIC_KEYS = ("R1", "R5", "R10", "MdR", "MnR")
+
+
 def table(metrics: dict) -> str:
-    """M-V and V-M, raw and (when measured) with QB-Norm."""
+    """M-V and V-M, raw, with QB-Norm and scored as the published code sums the terms (when measured)."""
     rows = {}
     for direction in DIRECTIONS:
-        for suffix, name in (("", direction), ("_qbnorm", f"{direction} + QB-Norm")):
-            values = {k[len(direction) + 1:len(k) - len(suffix)]: v for k, v in metrics.items()
-                      if k.startswith(f"{direction}_") and k.endswith(suffix) and (suffix or "_qbnorm" not in k)}
+        for suffix, label in VARIANTS.items():
+            values = {k: metrics[f"{direction}_{k}{suffix}"] for k in METRIC_KEYS
+                      if f"{direction}_{k}{suffix}" in metrics}
             if values:
-                rows[name] = values
-    return ranking_table(rows, columns=("R1", "R5", "R10", "MdR", "MnR"))
+                rows[f"{direction}{label}"] = values
+    return ranking_table(rows, columns=METRIC_KEYS)
 
 
 TASK = Task(Selection("m2v_R1", summary_keys=("m2v_R1", "m2v_R5", "m2v_R10", "v2m_R1")), table)
@@ -61,6 +66,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segments", default="even", choices=("even", "chunk"),
                    help="even: every segment its share of frames, beats binned by time; chunk: the reference's")
     g.add_argument("--num_frames", type=positive_int, default=30, help="segments per clip")
+    g.add_argument("--music_dim", type=positive_int, default=768, help="width of the music features (BERT: 768)")
+    g.add_argument("--video_dim", type=positive_int, default=512, help="width of the video features (CLIP: 512)")
     g.add_argument("--demo_data", default=None,
                    help="write the synthetic demo clips into this folder first (reused when complete)")
 
@@ -117,11 +124,14 @@ def build_model(cfg: argparse.Namespace) -> nn.Module:
                    beat_orientation=cfg.beat_orientation)
     if cfg.init_model:
         return load_music_video_model(cfg.init_model, **options)
-    return build_music_video_model(cfg.embed_dim, num_layers=cfg.num_layers, **options)
+    return build_music_video_model(cfg.embed_dim, num_layers=cfg.num_layers, music_dim=cfg.music_dim,
+                                   video_dim=cfg.video_dim, **options)
 
 
-def dataset(cfg: argparse.Namespace, split: str) -> MusicVideoDataset:
-    return MusicVideoDataset(cfg.videos_dir, split, segments=cfg.segments, num_segments=cfg.num_frames)
+def dataset(cfg: argparse.Namespace, split: str, model: nn.Module) -> MusicVideoDataset:
+    """The clips of `split`, with the feature widths `model` takes."""
+    return MusicVideoDataset(cfg.videos_dir, split, segments=cfg.segments, num_segments=cfg.num_frames,
+                             music_dim=model.music_linear.in_features, video_dim=model.video_linear.in_features)
 
 
 def querybank_terms(model, bank: MusicVideoDataset, test: MusicVideoDataset, cfg, dist: DistInfo) -> dict | None:
@@ -144,8 +154,8 @@ def with_qbnorm(cfg, feature: np.ndarray, beat: np.ndarray, banks: dict) -> dict
     for direction, transpose in DIRECTIONS.items():
         normalised = qb_norm_weighted(banks[direction], [feature, beat], [1.0, BEAT_WEIGHT], mode=cfg.qbnorm_mode,
                                       k=cfg.qbnorm_k, beta=cfg.qbnorm_beta, transpose=transpose)
-        sims = normalised.T if transpose else normalised  # back to (music, video)
-        out.update({k: v for k, v in both_directions(sims, "_qbnorm").items() if k.startswith(direction)})
+        # Returned as (music, video) in both directions; V-M normalised the video rows of its transpose.
+        out.update({k: v for k, v in both_directions(normalised, "_qbnorm").items() if k.startswith(direction)})
     return out
 
 
@@ -157,11 +167,11 @@ def describe(cfg: argparse.Namespace, output_dir: Path) -> dict:
     return provenance(weights, cfg.init_model)
 
 
-def evaluator(cfg: argparse.Namespace, dist: DistInfo, split: str, output_dir: Path | None,
+def evaluator(cfg: argparse.Namespace, dist: DistInfo, split: str, output_dir: Path | None, model: nn.Module,
               qbnorm: bool = False) -> Evaluator:
     """Scores `split`; with `output_dir` saves the matrices and metrics_<split>.json; `qbnorm` adds QB-Norm."""
-    clips = dataset(cfg, split)
-    bank = dataset(cfg, "train") if qbnorm else None
+    clips = dataset(cfg, split, model)
+    bank = dataset(cfg, "train", model) if qbnorm else None
 
     def run(model: nn.Module) -> dict | None:
         terms = score(model, clips, dist, cfg.batch_size_val, cfg.workers, cfg.precision, cfg.beat_orientation)
@@ -172,6 +182,8 @@ def evaluator(cfg: argparse.Namespace, dist: DistInfo, split: str, output_dir: P
         metrics = both_directions(feature + BEAT_WEIGHT * beat)
         if qbnorm:
             metrics.update(with_qbnorm(cfg, feature, beat, banks))
+            if cfg.beat_orientation == "fixed":  # the same model scored as the published code sums the terms
+                metrics.update(both_directions(feature + BEAT_WEIGHT * beat.T, "_reference_sum"))
         if output_dir is not None:
             save_terms(output_dir, split, feature, beat, clips.ids, lambda path, a: atomic_write(
                 path, lambda f: np.save(f, a)))
@@ -189,11 +201,11 @@ def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path
                      "pairs"))
         barrier()
     model = build_model(cfg).to(dist.device)
-    validate = evaluator(cfg, dist, "val", None) if cfg.do_train else None
-    test = evaluator(cfg, dist, "test", output_dir, qbnorm=True) if cfg.do_eval else None
+    validate = evaluator(cfg, dist, "val", None, model) if cfg.do_train else None
+    test = evaluator(cfg, dist, "test", output_dir, model, qbnorm=True) if cfg.do_eval else None
 
     def train_set() -> MusicVideoDataset:
-        clips = dataset(cfg, "train")
+        clips = dataset(cfg, "train", model)
         log.info(f"training on {len(clips)} music-video pairs of {cfg.videos_dir}")
         return clips
     return RunParts(model, train_set, validate=validate, test=test)

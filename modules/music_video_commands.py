@@ -107,8 +107,8 @@ def evaluate(argv: list[str] | None, qbnorm: bool) -> dict | None:
         dist = init_distributed(cfg.device)
         seed_everything(cfg.seed, dist.rank)
         model = music_video.load_music_video_model(path, attention=cfg.attention).to(dist.device)
-        clips = music_video.dataset(cfg, "test")
-        bank = music_video.dataset(cfg, "train") if qbnorm and cfg.querybank_dir is None else None
+        clips = music_video.dataset(cfg, "test", model)
+        bank = music_video.dataset(cfg, "train", model) if qbnorm and cfg.querybank_dir is None else None
         notes, _ = prepare(cfg, training=False, label=label, is_main=dist.is_main)
         terms = score(model, clips, dist, cfg.batch_size_val, cfg.workers, cfg.precision, cfg.beat_orientation)
         banks = music_video.querybank_terms(model, bank, clips, cfg, dist) if bank is not None else None

@@ -31,7 +31,7 @@ SPLITS = ("train", "val", "test")
 FOLDERS = ("video_feature", "music_feature", "video_beat", "music_beat")
 DEFAULTS = dict(num_train=400, num_val=60, num_test=100, video_dim=16, music_dim=24, latent_dim=8, video_fps=30.0,
                 music_fps=20.0, video_beat_fps=30.0, music_beat_fps=25.0, min_seconds=2.0, max_seconds=6.5,
-                noise=0.5, seed=0)
+                noise=2.0, seed=0)
 
 
 def clip_ids(num_train: int, num_val: int, num_test: int) -> dict[str, list[str]]:

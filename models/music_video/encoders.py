@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 ATTENTIONS = ("time", "batch")
-# nn.TransformerEncoderLayer defaults, which the reference keeps (its checkpoints have linear1 of width 2048).
+# nn.TransformerEncoderLayer defaults, which the reference keeps: linear1 of width 2048 (its checkpoints) and ReLU
+# (the golden embeddings); dropout 0.1 is the default too, assumed, as the golden is computed in eval mode.
 DEFAULT_FFN_WIDTH = 2048
 DEFAULT_ENCODER_DROPOUT = 0.1
 

@@ -137,12 +137,12 @@ def dataset(cfg: argparse.Namespace, split: str, model: nn.Module) -> MusicVideo
 def querybank_terms(model, bank: MusicVideoDataset, test: MusicVideoDataset, cfg, dist: DistInfo) -> dict | None:
     """Per direction, the (querybank queries, test gallery) feature and beat terms: training music x test videos
     for M-V, training videos x test music for V-M."""
-    with evaluating(model):
+    # Eval mode for the scoring too: the beat pooling has dropout.
+    with evaluating(model), torch.no_grad():
         bank_music, bank_video = encode_clips(model, bank, dist, cfg.batch_size_val, cfg.workers, cfg.precision)
         test_music, test_video = encode_clips(model, test, dist, cfg.batch_size_val, cfg.workers, cfg.precision)
-    if not dist.is_main:
-        return None
-    with torch.no_grad():
+        if not dist.is_main:
+            return None
         m2v = model.similarity_terms(bank_music, test_video)
         v2m = tuple(t.T for t in model.similarity_terms(test_music, bank_video))
     return {"m2v": [t.float().cpu().numpy() for t in m2v], "v2m": [t.float().cpu().numpy() for t in v2m]}

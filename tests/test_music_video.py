@@ -14,6 +14,7 @@ import test_qb_norm
 from dataloaders.synthetic.music_video import generate_demo_music_video
 from models.music_video import build_music_video_model
 from modules import music_video, text_video
+from modules.engine.distributed import DistInfo
 from modules.systems import retrieval_system
 from tests.helpers import load_test_entry
 
@@ -115,3 +116,20 @@ def test_the_papers_qbnorm_command_with_a_model_or_the_official_files(clips, pub
     test_qb_norm.main(args + ["--querybank_dir", str(banks), "--output_dir", str(published / f"qbf_{mode}")])
     official = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert official["m2v_R1"] == built["m2v_R1"] and "m2v_R1_qbnorm" in official
+
+
+def test_the_querybank_is_scored_without_dropout(clips):
+    from argparse import Namespace
+
+    torch.manual_seed(0)
+    model = build_music_video_model(16, num_layers=1, music_dim=24, video_dim=16)  # built in training mode
+    cfg = Namespace(videos_dir=str(clips), segments="even", num_frames=30, batch_size_val=4, workers=0,
+                    precision="fp32")
+    dist = DistInfo(0, 1, 0, torch.device("cpu"), True)
+    bank, test = music_video.dataset(cfg, "train", model), music_video.dataset(cfg, "test", model)
+    first = music_video.querybank_terms(model, bank, test, cfg, dist)
+    second = music_video.querybank_terms(model, bank, test, cfg, dist)
+    for direction in ("m2v", "v2m"):
+        for a, b in zip(first[direction], second[direction]):
+            np.testing.assert_array_equal(a, b)
+    assert model.training

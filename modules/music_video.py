@@ -11,14 +11,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from dataloaders.music_video import MusicVideoDataset
 from dataloaders.synthetic.music_video import generate_demo_music_video
 from models import load_music_video_model
 from models.music_video import build_music_video_model
-from modules.engine.checkpoint import atomic_write
 from modules.engine.distributed import DistInfo, barrier
 from modules.engine.flags import add_run_flags, add_train_flags, positive_float, positive_int
 from modules.engine.provenance import provenance, write_json
@@ -26,8 +24,8 @@ from modules.engine.run import Evaluator, RunParts, Task
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection
 from modules.evaluation.metrics import ranking_table
-from modules.evaluation.common import evaluating
-from modules.evaluation.music_video import BEAT_WEIGHT, DIRECTIONS, both_directions, encode_clips, save_terms, score
+from modules.evaluation.music_video import BEAT_WEIGHT, DIRECTIONS, both_directions, encode_sets, querybank_terms, \
+    save_terms, test_terms
 from modules.qbnorm import WEIGHTED_MODES, qb_norm_weighted
 
 DATATYPES = ("music_dance", "music_motion")  # the paper's Data2 and Data1
@@ -134,20 +132,6 @@ def dataset(cfg: argparse.Namespace, split: str, model: nn.Module) -> MusicVideo
                              music_dim=model.music_linear.in_features, video_dim=model.video_linear.in_features)
 
 
-def querybank_terms(model, bank: MusicVideoDataset, test: MusicVideoDataset, cfg, dist: DistInfo) -> dict | None:
-    """Per direction, the (querybank queries, test gallery) feature and beat terms: training music x test videos
-    for M-V, training videos x test music for V-M."""
-    # Eval mode for the scoring too: the beat pooling has dropout.
-    with evaluating(model), torch.no_grad():
-        bank_music, bank_video = encode_clips(model, bank, dist, cfg.batch_size_val, cfg.workers, cfg.precision)
-        test_music, test_video = encode_clips(model, test, dist, cfg.batch_size_val, cfg.workers, cfg.precision)
-        if not dist.is_main:
-            return None
-        m2v = model.similarity_terms(bank_music, test_video)
-        v2m = tuple(t.T for t in model.similarity_terms(test_music, bank_video))
-    return {"m2v": [t.float().cpu().numpy() for t in m2v], "v2m": [t.float().cpu().numpy() for t in v2m]}
-
-
 def with_qbnorm(cfg, feature: np.ndarray, beat: np.ndarray, banks: dict) -> dict:
     """M-V and V-M metrics after QB-Norm (`*_qbnorm`); the test matrix is (music, video) in both directions."""
     out = {}
@@ -174,19 +158,18 @@ def evaluator(cfg: argparse.Namespace, dist: DistInfo, split: str, output_dir: P
     bank = dataset(cfg, "train", model) if qbnorm else None
 
     def run(model: nn.Module) -> dict | None:
-        terms = score(model, clips, dist, cfg.batch_size_val, cfg.workers, cfg.precision, cfg.beat_orientation)
-        banks = querybank_terms(model, bank, clips, cfg, dist) if qbnorm else None
-        if terms is None:
+        encoded = encode_sets(model, [clips, bank] if qbnorm else [clips], dist, cfg.batch_size_val, cfg.workers,
+                              cfg.precision)
+        if encoded is None:
             return None
-        feature, beat = terms
+        feature, beat = test_terms(model, encoded[0], cfg.beat_orientation)
         metrics = both_directions(feature + BEAT_WEIGHT * beat)
         if qbnorm:
-            metrics.update(with_qbnorm(cfg, feature, beat, banks))
+            metrics.update(with_qbnorm(cfg, feature, beat, querybank_terms(model, encoded[1], encoded[0])))
             if cfg.beat_orientation == "fixed":  # the same model scored as the published code sums the terms
                 metrics.update(both_directions(feature + BEAT_WEIGHT * beat.T, "_reference_sum"))
         if output_dir is not None:
-            save_terms(output_dir, split, feature, beat, clips.ids, lambda path, a: atomic_write(
-                path, lambda f: np.save(f, a)))
+            save_terms(output_dir, split, feature, beat)
             write_json(output_dir / f"metrics_{split}.json", {**metrics, "provenance": describe(cfg, output_dir)})
         return metrics
     return run

@@ -20,14 +20,14 @@ import numpy as np
 
 from models.weights import CheckpointError
 from modules import music_video
-from modules.engine.checkpoint import atomic_write
 from modules.engine.config import parse_with_config
 from modules.engine.distributed import cleanup, init_distributed, seed_everything
 from modules.engine.errors import set_debug
 from modules.engine.flags import add_run_flags
 from modules.engine.provenance import provenance, write_json
 from modules.engine.run_folder import prepare
-from modules.evaluation.music_video import BEAT_WEIGHT, both_directions, save_terms, score
+from modules.evaluation.music_video import BEAT_WEIGHT, both_directions, encode_sets, querybank_terms, save_terms, \
+    test_terms
 from modules.qbnorm import load_sims
 
 METRICS = {"t2v": "m2v", "v2t": "v2m"}  # the paper's --metric -> this repository's direction
@@ -103,6 +103,8 @@ def evaluate(argv: list[str] | None, qbnorm: bool) -> dict | None:
     path = checkpoint(cfg)
     direction = METRICS[cfg.metric]
     label = f"test_{direction}" + ("_qbnorm" if qbnorm else "")
+    # The official querybank files are read before any clip is encoded, so a missing one stops at once.
+    official = {d: official_querybank(cfg, d) for d in METRICS.values()} if qbnorm and cfg.querybank_dir else None
     try:
         dist = init_distributed(cfg.device)
         seed_everything(cfg.seed, dist.rank)
@@ -110,24 +112,24 @@ def evaluate(argv: list[str] | None, qbnorm: bool) -> dict | None:
         clips = music_video.dataset(cfg, "test", model)
         bank = music_video.dataset(cfg, "train", model) if qbnorm and cfg.querybank_dir is None else None
         notes, _ = prepare(cfg, training=False, label=label, is_main=dist.is_main)
-        terms = score(model, clips, dist, cfg.batch_size_val, cfg.workers, cfg.precision, cfg.beat_orientation)
-        banks = music_video.querybank_terms(model, bank, clips, cfg, dist) if bank is not None else None
+        encoded = encode_sets(model, [clips] + ([bank] if bank is not None else []), dist, cfg.batch_size_val,
+                              cfg.workers, cfg.precision)
     finally:
         cleanup()
-    if terms is None:
+    if encoded is None:
         return None
     for note in notes:
         print(note)
-    feature, beat = terms
+    feature, beat = test_terms(model, encoded[0], cfg.beat_orientation)
     metrics = both_directions(feature + BEAT_WEIGHT * beat)
     suffix = ""
     if qbnorm:
-        banks = banks or {d: official_querybank(cfg, d) for d in METRICS.values()}
+        banks = official if official is not None else querybank_terms(model, encoded[1], encoded[0])
         metrics.update(music_video.with_qbnorm(cfg, feature, beat, banks))
         suffix = "_qbnorm"
     print(paper_lines(metrics, direction, suffix))
     output_dir = Path(cfg.output_dir)
-    save_terms(output_dir, label, feature, beat, clips.ids, lambda p, a: atomic_write(p, lambda f: np.save(f, a)))
+    save_terms(output_dir, label, feature, beat)
     result = {k: v for k, v in metrics.items() if k.startswith(direction) or k in ("chance_R1", "num_test")}
     write_json(output_dir / f"metrics_{label}.json",
                {**result, "provenance": provenance({"init_model": path}, path)})

@@ -121,15 +121,17 @@ def test_the_papers_qbnorm_command_with_a_model_or_the_official_files(clips, pub
 def test_the_querybank_is_scored_without_dropout(clips):
     from argparse import Namespace
 
+    from modules.evaluation.music_video import encode_sets, querybank_terms, test_terms
+
     torch.manual_seed(0)
     model = build_music_video_model(16, num_layers=1, music_dim=24, video_dim=16)  # built in training mode
-    cfg = Namespace(videos_dir=str(clips), segments="even", num_frames=30, batch_size_val=4, workers=0,
-                    precision="fp32")
+    cfg = Namespace(videos_dir=str(clips), segments="even", num_frames=30)
     dist = DistInfo(0, 1, 0, torch.device("cpu"), True)
-    bank, test = music_video.dataset(cfg, "train", model), music_video.dataset(cfg, "test", model)
-    first = music_video.querybank_terms(model, bank, test, cfg, dist)
-    second = music_video.querybank_terms(model, bank, test, cfg, dist)
+    sets = [music_video.dataset(cfg, "test", model), music_video.dataset(cfg, "train", model)]
+    test, bank = encode_sets(model, sets, dist, 4, 0, "fp32")
+    first, second = querybank_terms(model, bank, test), querybank_terms(model, bank, test)
     for direction in ("m2v", "v2m"):
         for a, b in zip(first[direction], second[direction]):
             np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(test_terms(model, test, "fixed")[1], test_terms(model, test, "fixed")[1])
     assert model.training

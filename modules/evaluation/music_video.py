@@ -6,12 +6,11 @@ The dataset pairs music i with video i, so the ground truth of row i is column i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from modules.engine.checkpoint import atomic_write
 from modules.engine.distributed import DistInfo, gather_rows
 from modules.engine.precision import autocast_context
 from modules.evaluation.common import evaluating, shard_loader
@@ -51,25 +50,45 @@ def both_directions(sims: np.ndarray, suffix: str = "") -> dict[str, float]:
     return out
 
 
+Embeddings = tuple[dict, dict]  # (music, video) embeddings of a set of clips, `encode_clips`
+
+
 @torch.no_grad()
-def score(model, dataset, dist: DistInfo, batch_size: int, workers: int, precision: str,
-          beat_orientation: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(feature, beat) terms, each (N, N) float32, music rows x video columns, on the main process.
+def encode_sets(model, sets: list, dist: DistInfo, batch_size: int, workers: int, precision: str
+                ) -> list[Embeddings] | None:
+    """Every clip of each data set of `sets` encoded once, in eval mode; None on the other processes."""
+    with evaluating(model):
+        encoded = [encode_clips(model, clips, dist, batch_size, workers, precision) for clips in sets]
+    return encoded if dist.is_main else None
+
+
+def _numpy(terms: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    return [t.float().cpu().numpy() for t in terms]
+
+
+@torch.no_grad()
+def test_terms(model, test: Embeddings, beat_orientation: str) -> tuple[np.ndarray, np.ndarray]:
+    """(feature, beat) terms, each (N, N) float32, music rows x video columns.
 
     `beat_orientation="reference"` gives the beat term as the published code added it: its (video, music)
     matrix put in place of the (music, video) one, so entry (a, b) scores candidate b with video a."""
-    with evaluating(model):
-        music, video = encode_clips(model, dataset, dist, batch_size, workers, precision)
-        if not dist.is_main:
-            return None
-        feature, beat = model.similarity_terms(music, video)
-    feature, beat = feature.float().cpu().numpy(), beat.float().cpu().numpy()
+    with evaluating(model):  # the beat pooling has dropout
+        feature, beat = _numpy(model.similarity_terms(*test))
     return feature, (beat.T.copy() if beat_orientation == "reference" else beat)
 
 
-def save_terms(output_dir: Path, split: str, feature: np.ndarray, beat: np.ndarray, ids: list[str],
-               write: Callable[[Path, np.ndarray], None]) -> None:
-    """sims_<split>.npy (the combined similarity), sims_<split>_feature.npy and sims_<split>_beat.npy."""
-    write(output_dir / f"sims_{split}.npy", feature + BEAT_WEIGHT * beat)
-    write(output_dir / f"sims_{split}_feature.npy", feature)
-    write(output_dir / f"sims_{split}_beat.npy", beat)
+@torch.no_grad()
+def querybank_terms(model, bank: Embeddings, test: Embeddings) -> dict[str, list[np.ndarray]]:
+    """Per direction, the (querybank queries, test gallery) feature and beat terms: training music x test videos
+    for M-V, training videos x test music for V-M."""
+    (bank_music, bank_video), (test_music, test_video) = bank, test
+    with evaluating(model):
+        m2v = model.similarity_terms(bank_music, test_video)
+        v2m = tuple(t.T for t in model.similarity_terms(test_music, bank_video))
+    return {"m2v": _numpy(m2v), "v2m": _numpy(v2m)}
+
+
+def save_terms(output_dir: Path, label: str, feature: np.ndarray, beat: np.ndarray) -> None:
+    """sims_<label>.npy (the combined similarity), sims_<label>_feature.npy and sims_<label>_beat.npy."""
+    for name, matrix in (("", feature + BEAT_WEIGHT * beat), ("_feature", feature), ("_beat", beat)):
+        atomic_write(output_dir / f"sims_{label}{name}.npy", lambda f, m=matrix: np.save(f, m))

@@ -36,15 +36,12 @@ def encode_clips(model, dataset, dist: DistInfo, batch_size: int, workers: int, 
     return joined(music), joined(video)
 
 
-def direction_metrics(sims: np.ndarray, direction: str) -> dict[str, float]:
-    """R1/R5/R10/R50, MdR, MnR of (music, video) `sims` with music i paired with video i."""
-    return retrieval_metrics(sims.T if DIRECTIONS[direction] else sims)
-
-
 def both_directions(sims: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """M-V and V-M metrics (`m2v_R1{suffix}`, ...) of (music, video) `sims`, music i paired with video i."""
     out = {}
-    for direction in DIRECTIONS:
-        out.update({f"{direction}_{k}{suffix}": float(v) for k, v in direction_metrics(sims, direction).items()})
+    for direction, transpose in DIRECTIONS.items():
+        metrics = retrieval_metrics(sims.T if transpose else sims)
+        out.update({f"{direction}_{k}{suffix}": float(v) for k, v in metrics.items()})
     out["chance_R1"] = 100.0 / sims.shape[0]
     out["num_test"] = int(sims.shape[0])
     return out

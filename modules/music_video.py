@@ -2,8 +2,10 @@
 
 Music-video clips come as pre-extracted features and beat tracks (dataloaders/music_video). M-V ranks the videos
 for a music query (`m2v_*`, the paper's `--metric t2v`), V-M the music for a video query (`v2m_*`, `v2t`).
-Training (which the paper never released) selects the best epoch on the validation split; the final test also
-reports QB-Norm with a querybank of the training clips (`*_qbnorm`).
+Training (which the paper never released) evaluates the validation split twice an epoch (`--evals_per_epoch 2`) and
+keeps the best as `model_best.pth`, every epoch as `checkpoint-epoch<N>.pth` (the reference's names and format, so
+its test commands find them); the final test uses the best weights and also reports QB-Norm with a querybank of
+the training clips (`*_qbnorm`).
 """
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ from dataloaders.music_video import MusicVideoDataset
 from dataloaders.synthetic.music_video import generate_demo_music_video
 from models import load_music_video_model
 from models.music_video import build_music_video_model
+from models.music_video.loading import load_reference_weights, read_music_video_state
 from modules.engine.distributed import DistInfo, barrier
-from modules.engine.flags import add_run_flags, add_train_flags, positive_float, positive_int
+from modules.engine.flags import add_run_flags, add_train_flags, positive_float, positive_int, unit_interval
 from modules.engine.provenance import provenance, write_json
 from modules.engine.run import Evaluator, RunParts, Task
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection
+from modules.engine.weight_files import WeightFiles
 from modules.evaluation.metrics import ranking_table
 from modules.evaluation.music_video import BEAT_WEIGHT, DIRECTIONS, both_directions, encode_sets, querybank_terms, \
     save_terms, test_terms
@@ -50,7 +54,9 @@ def table(metrics: dict) -> str:
     return ranking_table(rows, columns=METRIC_KEYS)
 
 
-TASK = Task(Selection("m2v_R1", summary_keys=("m2v_R1", "m2v_R5", "m2v_R10", "v2m_R1")), table)
+# The reference trainer's files: {epoch, state_dict, optimizer}, the epoch 1-based.
+WEIGHT_FILES = WeightFiles(best="model_best.pth", epoch="checkpoint-epoch{epoch}.pth", with_optimizer=True)
+TASK = Task(Selection("m2v_R1", summary_keys=("m2v_R1", "m2v_R5", "m2v_R10", "v2m_R1")), table, WEIGHT_FILES)
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -81,6 +87,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beat_orientation", default="fixed", choices=BEAT_ORIENTATIONS,
                    help="fixed: the beat term scores (music, video) pairs; reference: the published sum, whose "
                         "row a scores candidate b with video a (the query's own partner)")
+    g.add_argument("--encoder_dropout", type=unit_interval, default=0.1,
+                   help="dropout of the encoders (the reference's 0.1); it runs before the batch is gathered, so each "
+                        "process draws the masks of its own clips and 1 and N processes train alike only at 0")
     g.add_argument("--init_model", default=None, help="weights to start from or evaluate (reference key names)")
 
 
@@ -106,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the reference's name of --epochs")
     p.add_argument("--noclip_lr", dest="lr", type=positive_float, default=argparse.SUPPRESS,
                    help="the reference's name of --lr")
-    p.set_defaults(epochs=50, batch_size=32, lr=1e-5, output_dir=None)
+    p.set_defaults(epochs=50, batch_size=32, lr=1e-5, evals_per_epoch=2, output_dir=None)
     return p
 
 
@@ -119,7 +128,7 @@ def resolve(cfg: argparse.Namespace) -> None:
 def build_model(cfg: argparse.Namespace) -> nn.Module:
     """--init_model's weights (sizes read off them) or a new model; the training loss uses --beat_orientation."""
     options = dict(attention=cfg.attention, num_heads=cfg.num_heads, num_segments=cfg.num_frames,
-                   beat_orientation=cfg.beat_orientation)
+                   beat_orientation=cfg.beat_orientation, encoder_dropout=cfg.encoder_dropout)
     if cfg.init_model:
         return load_music_video_model(cfg.init_model, **options)
     return build_music_video_model(cfg.embed_dim, num_layers=cfg.num_layers, music_dim=cfg.music_dim,
@@ -143,17 +152,18 @@ def with_qbnorm(cfg, feature: np.ndarray, beat: np.ndarray, banks: dict) -> dict
     return out
 
 
-def describe(cfg: argparse.Namespace, output_dir: Path) -> dict:
-    """Provenance of a result: --init_model, or the last epoch's weights when the model was trained in this run."""
+def describe(cfg: argparse.Namespace, evaluated: Path | None) -> dict:
+    """Provenance of a result: the weights file this run trained and evaluated, else --init_model."""
     weights = {"init_model": cfg.init_model or None}
-    if cfg.do_train:
-        return provenance(weights, output_dir / f"pytorch_model.bin.{cfg.epochs - 1}", trained_in_this_run=True)
+    if evaluated is not None:
+        return provenance(weights, evaluated, trained_in_this_run=True)
     return provenance(weights, cfg.init_model)
 
 
 def evaluator(cfg: argparse.Namespace, dist: DistInfo, split: str, output_dir: Path | None, model: nn.Module,
-              qbnorm: bool = False) -> Evaluator:
-    """Scores `split`; with `output_dir` saves the matrices and metrics_<split>.json; `qbnorm` adds QB-Norm."""
+              qbnorm: bool = False, evaluated: dict | None = None) -> Evaluator:
+    """Scores `split`; with `output_dir` saves the matrices and metrics_<split>.json; `qbnorm` adds QB-Norm.
+    `evaluated["path"]`, once training has set it, names the weights file for the provenance."""
     clips = dataset(cfg, split, model)
     bank = dataset(cfg, "train", model) if qbnorm else None
 
@@ -170,7 +180,8 @@ def evaluator(cfg: argparse.Namespace, dist: DistInfo, split: str, output_dir: P
                 metrics.update(both_directions(feature + BEAT_WEIGHT * beat.T, "_reference_sum"))
         if output_dir is not None:
             save_terms(output_dir, split, feature, beat)
-            write_json(output_dir / f"metrics_{split}.json", {**metrics, "provenance": describe(cfg, output_dir)})
+            write_json(output_dir / f"metrics_{split}.json",
+                       {**metrics, "provenance": describe(cfg, (evaluated or {}).get("path"))})
         return metrics
     return run
 
@@ -184,11 +195,21 @@ def build(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, output_dir: Path
                      "pairs"))
         barrier()
     model = build_model(cfg).to(dist.device)
+    evaluated: dict[str, Path] = {}  # the weights file of the final test, once training ended
     validate = evaluator(cfg, dist, "val", None, model) if cfg.do_train else None
-    test = evaluator(cfg, dist, "test", output_dir, model, qbnorm=True) if cfg.do_eval else None
+    test = evaluator(cfg, dist, "test", output_dir, model, qbnorm=True, evaluated=evaluated) if cfg.do_eval else None
+
+    def load_best(net: nn.Module, best: dict) -> None:
+        """The final test uses the weights validation selected (model_best.pth), as the paper's test commands do."""
+        if best["epoch"] > 0:
+            evaluated["path"] = output_dir / WEIGHT_FILES.best
+            load_reference_weights(net, read_music_video_state(evaluated["path"])[1], str(evaluated["path"]))
+        else:
+            evaluated["path"] = output_dir / WEIGHT_FILES.of_epoch(cfg.epochs - 1)
+            log.info("no best evaluation: the final test uses the last epoch's weights")
 
     def train_set() -> MusicVideoDataset:
         clips = dataset(cfg, "train", model)
         log.info(f"training on {len(clips)} music-video pairs of {cfg.videos_dir}")
         return clips
-    return RunParts(model, train_set, validate=validate, test=test)
+    return RunParts(model, train_set, validate=validate, test=test, after_training=load_best)

@@ -6,8 +6,8 @@
         --mode double_loss [--metric v2t] --qbnorm_mode mode1 [--querybank_dir checkout]
 
 `--metric t2v` is M-V (music queries), `v2t` V-M. The checkpoint is outputs/<exp_name>/model_best.pth
-(`--load_epoch -1` or 0) or checkpoint-epoch<N>.pth (`--load_epoch N`); this repository's own run folders
-(pytorch_model.bin.best, pytorch_model.bin.<N-1>) are found the same way. Each prints the paper's lines
+(`--load_epoch -1` or 0) or checkpoint-epoch<N>.pth (`--load_epoch N`), the files the reference's trainer and
+this repository's training (`main_retrieval.py --datatype music_dance`) write. Each prints the paper's lines
 (R@1, R@5, R@10, MedR, MeanR), saves the matrices and metrics in --output_dir (default outputs/<exp_name>) and,
 last, one JSON line.
 """
@@ -67,14 +67,12 @@ def checkpoint(cfg: argparse.Namespace) -> Path:
     if cfg.load_epoch is None:
         raise SystemExit("pass --load_epoch (-1 or 0: the best epoch; N: epoch N) or --init_model: there is no "
                          "model to evaluate otherwise")
-    folder = Path("outputs") / cfg.exp_name
-    names = (["model_best.pth", "pytorch_model.bin.best"] if cfg.load_epoch <= 0
-             else [f"checkpoint-epoch{cfg.load_epoch}.pth", f"pytorch_model.bin.{cfg.load_epoch - 1}"])
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise CheckpointError(f"no checkpoint for --exp_name {cfg.exp_name} --load_epoch {cfg.load_epoch}: "
-                          f"looked for {' and '.join(str(folder / n) for n in names)}")
+    files = music_video.WEIGHT_FILES
+    path = Path("outputs") / cfg.exp_name / (files.best if cfg.load_epoch <= 0 else files.of_epoch(cfg.load_epoch - 1))
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint for --exp_name {cfg.exp_name} --load_epoch {cfg.load_epoch}: {path} "
+                              "does not exist")
+    return path
 
 
 def parse(argv: list[str] | None, qbnorm: bool) -> argparse.Namespace:
@@ -102,7 +100,8 @@ def evaluate(argv: list[str] | None, qbnorm: bool) -> dict | None:
     cfg = parse(argv, qbnorm)
     path = checkpoint(cfg)
     direction = METRICS[cfg.metric]
-    label = f"test_{direction}" + ("_qbnorm" if qbnorm else "")
+    # The official querybank gives other numbers than the model's own: its own files, so neither replaces the other.
+    label = f"test_{direction}" + ("_qbnorm" if qbnorm else "") + ("_official" if qbnorm and cfg.querybank_dir else "")
     # The official querybank files are read before any clip is encoded, so a missing one stops at once.
     official = {d: official_querybank(cfg, d) for d in METRICS.values()} if qbnorm and cfg.querybank_dir else None
     try:

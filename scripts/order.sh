@@ -25,7 +25,7 @@ if [[ $demo == 1 && ! -f outputs/demo/pytorch_model.bin.best && " $* " != *" che
     echo "[order] no demo model yet: running scripts/demo.sh first"
     bash scripts/demo.sh
 fi
-if [[ $demo == 1 && ! -f outputs/demo_music/pytorch_model.bin.best ]]; then
+if [[ $demo == 1 && ! -f outputs/demo_music/model_best.pth ]]; then
     echo "[order] no music-video demo model yet: training it (config/demo_music.yaml)"
     "$PYTHON" main_retrieval.py --config config/demo_music.yaml
 fi

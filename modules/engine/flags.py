@@ -33,6 +33,7 @@ def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")  # batch sizes, epochs, frames
 non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
+unit_interval = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")  # probabilities such as dropout
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -65,6 +66,9 @@ def add_train_flags(p: argparse.ArgumentParser, do_eval: bool = True) -> None:
     g.add_argument("--max_grad_norm", type=float, default=1.0, help="0 turns clipping off")
     g.add_argument("--grad_accum_steps", type=positive_int, default=1)
     g.add_argument("--n_display", type=positive_int, default=50, help="log the losses every n optimizer steps")
+    g.add_argument("--evals_per_epoch", type=positive_int, default=1,
+                   help="validation evaluations per epoch, evenly spaced, the last at its end; each may select the "
+                        "best weights")
     g.add_argument("--resume", type=int, default=0,
                    help="1: continue the run in --output_dir from its last.pt, with its own config.yaml")
 

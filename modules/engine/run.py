@@ -28,6 +28,7 @@ from modules.engine.errors import set_debug
 from modules.engine.run_folder import prepare, refuse_early, restore_for_resume
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection, Trainer, TrainSettings
+from modules.engine.weight_files import WeightFiles
 
 Evaluator = Callable[[nn.Module], "dict | None"]
 EVALUATION_LABEL = "test"  # the files of an evaluation-only run: config_test.yaml, metrics_test.json, ...
@@ -35,10 +36,12 @@ EVALUATION_LABEL = "test"  # the files of an evaluation-only run: config_test.ya
 
 @dataclass(frozen=True)
 class Task:
-    """What a system's results are: the metric that picks the best epoch (and the epoch log line), the table."""
+    """What a system's results are: the metric that picks the best epoch (and the epoch log line), the table, and
+    the names and format of the weight files training writes (those of the system's released checkpoints)."""
 
     selection: Selection
     table: Callable[[dict], str] | None = None
+    weight_files: WeightFiles = WeightFiles()
 
 
 @dataclass
@@ -56,10 +59,10 @@ class RunParts:
 
 
 def open_run_folder(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, training: bool, label: str,
-                    notes: list[str]) -> None:
+                    notes: list[str], weight_files: WeightFiles = WeightFiles()) -> None:
     """Claim the run folder, write the config, open the log (see run_folder.prepare). Called once the run's parts
     are built, so a run refused for its input leaves no file behind."""
-    folder_notes, log_name = prepare(cfg, training, label, dist.is_main)
+    folder_notes, log_name = prepare(cfg, training, label, dist.is_main, weight_files.patterns())
     log.attach(cfg.output_dir, log_name, metrics=training)
     for note in notes + folder_notes:
         log.info(note)
@@ -117,15 +120,16 @@ def run(system: ModuleType, argv: list[str] | None = None) -> dict | None:
     run folder is written to."""
     cfg, notes = parse(system, argv)
     training, output_dir = bool(cfg.do_train), Path(cfg.output_dir)
-    refuse_early(cfg, training, EVALUATION_LABEL)
+    weight_files = system.TASK.weight_files
+    refuse_early(cfg, training, EVALUATION_LABEL, weight_files.patterns())
     dist = init_distributed(cfg.device)
     seed_everything(cfg.seed, dist.rank)
     log = RunLog(None, dist.is_main)
     log.info(f"{dist.world_size} process(es) on {dist.device}; run folder {output_dir}")
     parts = system.build(cfg, dist, log, output_dir)
     trainer = Trainer(parts.model, parts.train_set(), TrainSettings.from_config(cfg), dist, log, output_dir,
-                      parts.validate, system.TASK.selection) if training else None
-    open_run_folder(cfg, dist, log, training, EVALUATION_LABEL, notes)
+                      parts.validate, system.TASK.selection, weight_files) if training else None
+    open_run_folder(cfg, dist, log, training, EVALUATION_LABEL, notes, weight_files)
     metrics = train(trainer, parts, system.TASK, log) if training else None
     if getattr(cfg, "do_eval", False) and parts.test is not None:
         metrics = parts.test(parts.model)

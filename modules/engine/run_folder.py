@@ -1,7 +1,7 @@
 """The run folder (`--output_dir`): which files belong to which run, so no run replaces another's without being asked.
 
-A training run owns `config.yaml`, `log.txt`, `metrics.jsonl`, `last.pt`, `pytorch_model.bin.*`, `tensorboard/` and
-the results of its final evaluation. An evaluation-only run owns the files of its label (e.g. `test`):
+A training run owns `config.yaml`, `log.txt`, `metrics.jsonl`, `last.pt`, its weight files (`pytorch_model.bin.*`, or
+the names its system gives them), `tensorboard/` and the results of its final evaluation. An evaluation-only run owns the files of its label (e.g. `test`):
 `config_<label>.yaml`, `log_<label>.txt`, `metrics_<label>.*`, `sims_<label>.npy`, `sims_<label>_ids.json`,
 `answers_<label>.jsonl`, and leaves a training run's files alone. A folder that already holds the files a run would write stops it with one line,
 unless `--resume 1` (training: continue that run) or `--overwrite 1` (remove them first, and say so).
@@ -18,9 +18,11 @@ from modules.engine.checkpoint import remove_stale_temporaries
 from modules.engine.config import load_config, plain, save_config
 from modules.engine.distributed import barrier
 from modules.engine.errors import RunError
+from modules.engine.weight_files import WeightFiles
 
 CONFIG_NAME = "config.yaml"
-TRAINING_FILES = (CONFIG_NAME, "log.txt", "metrics.jsonl", "last.pt", "pytorch_model.bin.*", "tensorboard")
+TRAINING_FILES = (CONFIG_NAME, "log.txt", "metrics.jsonl", "last.pt", "tensorboard")
+DEFAULT_WEIGHT_FILES = WeightFiles().patterns()  # the text-video and VQA names
 # What evaluations write, `<kind>_<label>...`: config_test.yaml, log_test.txt, metrics_test.json, sims_test.npy,
 # sims_test_ids.json, answers_test.jsonl.
 RESULT_KINDS = ("config", "log", "metrics", "sims", "answers")
@@ -123,27 +125,32 @@ def record_extension(cfg: argparse.Namespace) -> None:
         save_config(argparse.Namespace(**saved), path)
 
 
-def _claim(cfg: argparse.Namespace, training: bool, label: str) -> tuple[list[Path], bool, Path, str]:
+def _claim(cfg: argparse.Namespace, training: bool, label: str, weight_files: tuple[str, ...]
+           ) -> tuple[list[Path], bool, Path, str]:
     """What `prepare` checks: (earlier files to remove, resuming?, config path, log file name)."""
     folder = Path(cfg.output_dir)
     if training:
         resume = bool(cfg.resume) and (folder / CONFIG_NAME).is_file()
-        found = check(folder, TRAINING_FILES + RESULT_FILES, overwrite=bool(cfg.overwrite), resume=resume)
+        found = check(folder, TRAINING_FILES + weight_files + RESULT_FILES, overwrite=bool(cfg.overwrite),
+                      resume=resume)
         return found, resume, folder / CONFIG_NAME, "log.txt"
     found = check(folder, evaluation_files(label), overwrite=bool(cfg.overwrite))
     return found, False, folder / f"config_{label}.yaml", f"log_{label}.txt"
 
 
-def refuse_early(cfg: argparse.Namespace, training: bool, label: str) -> None:
+def refuse_early(cfg: argparse.Namespace, training: bool, label: str,
+                 weight_files: tuple[str, ...] = DEFAULT_WEIGHT_FILES) -> None:
     """`prepare`'s check alone, before a run spends time building its model and data."""
-    _claim(cfg, training, label)
+    _claim(cfg, training, label, weight_files)
 
 
-def prepare(cfg: argparse.Namespace, training: bool, label: str, is_main: bool) -> tuple[list[str], str]:
-    """Claim the folder for a training run (`training`) or an evaluation-only run of `label`: every process checks,
-    then the main one clears what `--overwrite 1` replaces and writes the run's config (training: config.yaml, not
-    on a resume; evaluation: config_<label>.yaml). Returns the lines to log and the name of the log file."""
-    found, resume, config, log_name = _claim(cfg, training, label)
+def prepare(cfg: argparse.Namespace, training: bool, label: str, is_main: bool,
+            weight_files: tuple[str, ...] = DEFAULT_WEIGHT_FILES) -> tuple[list[str], str]:
+    """Claim the folder for a training run (`training`, whose weight files match the patterns `weight_files`) or an
+    evaluation-only run of `label`: every process checks, then the main one clears what `--overwrite 1` replaces and
+    writes the run's config (training: config.yaml, not on a resume; evaluation: config_<label>.yaml). Returns the
+    lines to log and the name of the log file."""
+    found, resume, config, log_name = _claim(cfg, training, label, weight_files)
     barrier()  # every process has looked before the main one writes
     if not is_main:
         return [], log_name

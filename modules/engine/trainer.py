@@ -1,4 +1,5 @@
-"""The training loop every system shares: DDP, AMP, accumulation, clipping, checkpoints, per-epoch evaluation.
+"""The training loop every system shares: DDP, AMP, accumulation, clipping, checkpoints, evaluation during training
+(`--evals_per_epoch` times an epoch, the last at its end).
 
 The model contract (what the trainer needs of a model):
 - `input_keys`: the batch keys its forward takes, in order; forward(*inputs, gather=fn) -> {"total": loss, ...}
@@ -22,13 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from modules.engine.checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
+from modules.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier,
                                        broadcast_object, gather_objects, worker_init_fn)
 from modules.engine.errors import RunError, RunInterrupted
 from modules.engine.optim import build_scheduler, param_groups
 from modules.engine.precision import autocast_context, check_precision
 from modules.engine.run_log import RunLog
+from modules.engine.weight_files import WeightFiles
 
 
 @dataclass
@@ -48,6 +50,7 @@ class TrainSettings:
     n_display: int
     seed: int
     resume: bool
+    evals_per_epoch: int
 
     @classmethod
     def from_config(cls, cfg) -> "TrainSettings":
@@ -103,18 +106,27 @@ class Selection:
         return " ".join(f"{k} {metrics[k]:.4g}" for k in shown)
 
 
+def evaluation_steps(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
+    """The optimiser steps of an epoch (1-based) after which it is evaluated, evenly spaced, the last at its end;
+    fewer when the epoch has fewer steps than evaluations."""
+    return sorted({max(1, round(steps_per_epoch * k / evals_per_epoch)) for k in range(1, evals_per_epoch + 1)})
+
+
 class Trainer:
-    """Runs epochs of training; `evaluate(model) -> metrics | None` is called after each epoch and `selection`
-    keeps the best epoch's weights (`pytorch_model.bin.best`). The model follows the contract above."""
+    """Runs epochs of training; `evaluate(model) -> metrics | None` is called `evals_per_epoch` times an epoch and
+    `selection` keeps the best evaluation's weights (`weight_files.best`); every epoch's weights are saved too.
+    The model follows the contract above."""
 
     def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings, dist: DistInfo, log: RunLog,
                  output_dir: Path, evaluate: Callable[[torch.nn.Module], dict | None],
-                 selection: Selection):
+                 selection: Selection, weight_files: WeightFiles = WeightFiles()):
         check_precision(settings.precision, dist.device)
         self.model, self.dataset, self.settings, self.dist, self.log = model, dataset, settings, dist, log
         self.output_dir, self.evaluate, self.selection = output_dir, evaluate, selection
+        self.weight_files = weight_files
         self.loader = train_loader(dataset, settings, dist)
         self.steps_per_epoch = steps_per_epoch(len(dataset), len(self.loader), settings)
+        self.evaluation_steps = evaluation_steps(self.steps_per_epoch, settings.evals_per_epoch)
         # The reference's BertAdam: betas (0.9, 0.98), eps 1e-6, decoupled weight decay.
         self.optimizer = torch.optim.AdamW(
             param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay), lr=settings.lr,
@@ -170,8 +182,7 @@ class Trainer:
         try:
             for epoch in range(self.start_epoch, self.settings.epochs):
                 self.train_epoch(epoch)
-                metrics = self.evaluate(self.model)
-                self.end_epoch(epoch, metrics)
+                self.end_epoch(epoch, self.evaluate(self.model))
         except KeyboardInterrupt as err:
             raise RunInterrupted(self._stopped_at(epoch, err)) from None
         return self.best
@@ -207,6 +218,7 @@ class Trainer:
         accum = self.settings.grad_accum_steps
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.settings.epochs}", disable=not self.dist.is_main)
         unreadable: list[int] = []  # per sample replaced (--skip_bad_videos), the video that could not be read
+        first_step = self.step
         for i, batch in enumerate(bar):
             if "unreadable_video" in batch:
                 unreadable += [v for v in batch["unreadable_video"].tolist() if v >= 0]
@@ -216,6 +228,10 @@ class Trainer:
                 continue
             self.optimizer_step()
             bar.set_postfix(loss=f"{losses['total'].item():.4f}")
+            in_epoch = self.step - first_step
+            if in_epoch in self.evaluation_steps[:-1]:  # the last evaluation is the epoch's end (end_epoch)
+                self.select(epoch, self.evaluate(self.model), f" (step {in_epoch} of {self.steps_per_epoch})")
+                self.model.train()
             if self.step % self.settings.n_display == 0:
                 values = {k: v.item() for k, v in losses.items()}
                 values["lr"] = self.scheduler.get_last_lr()[0]
@@ -238,26 +254,30 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
 
+    def select(self, epoch: int, metrics: dict | None, where: str = "") -> None:
+        """Log an evaluation's metrics (main process); the best so far is saved as `weight_files.best`. Every
+        process learns which evaluation is best."""
+        if self.dist.is_main and metrics is not None:
+            self.log.metrics(self.step, "val", metrics)
+            self.log.info(f"epoch {epoch + 1}{where}: {self.selection.summary(metrics)}")
+            key = self.selection.key
+            if self.selection.better(metrics[key], self.best[key]):
+                self.best = {key: metrics[key], "epoch": epoch + 1, "step": self.step}
+                self.best_metrics = metrics
+                self.save_weights(self.output_dir / self.weight_files.best, epoch)
+        # Only the main process sees the metrics; every rank must agree on which evaluation is best.
+        self.best = broadcast_object(self.best)
+
     def end_epoch(self, epoch: int, metrics: dict | None) -> None:
+        self.select(epoch, metrics)
         if self.dist.is_main:
-            if metrics is not None:
-                self.log.metrics(self.step, "val", metrics)
-                self.log.info(f"epoch {epoch + 1}: {self.selection.summary(metrics)}")
-                key = self.selection.key
-                if self.selection.better(metrics[key], self.best[key]):
-                    self.best = {key: metrics[key], "epoch": epoch + 1}
-                    self.best_metrics = metrics
-                    self.save_weights(self.output_dir / "pytorch_model.bin.best")
-            self.save_weights(self.output_dir / f"pytorch_model.bin.{epoch}")
+            self.save_weights(self.output_dir / self.weight_files.of_epoch(epoch), epoch)
             save_checkpoint(self.output_dir / "last.pt", model=self.model, optimizer=self.optimizer,
                             scheduler=self.scheduler, scaler=self.scaler, step=self.step, epoch=epoch,
                             extra={"best": self.best, "best_metrics": self.best_metrics,
                                    "steps_per_epoch": self.steps_per_epoch})
-        # Only the main process sees the metrics; every rank must agree on which epoch is best.
-        self.best = broadcast_object(self.best)
         barrier()
 
-    def save_weights(self, path: Path) -> None:
-        """Model weights under the reference's key names, the format released checkpoints use."""
-        state = self.model.reference_state_dict()
-        atomic_write(path, lambda f: torch.save(state, f))
+    def save_weights(self, path: Path, epoch: int) -> None:
+        """Model weights under the reference's key names, in the format the system's released checkpoints use."""
+        self.weight_files.save(path, self.model.reference_state_dict(), epoch, self.optimizer)

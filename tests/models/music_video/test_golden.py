@@ -11,6 +11,7 @@ import torch
 
 from models.music_video import LOGIT_SCALE
 from modules.evaluation.metrics import retrieval_metrics, v2t_metrics
+from modules.evaluation.music_video import querybank_terms
 from modules.qbnorm import qb_norm_weighted
 from tests.helpers import close
 from tests.models.music_video.conftest import TEST_BATCHES
@@ -161,3 +162,14 @@ def test_qbnorm_on_the_golden_querybank(bpvmr, reference_model, test_terms, mode
     ours = as_golden(DIRECTIONS[direction](out))
     assert ours == golden_metrics(bpvmr["metrics"][f"qb_{direction}_{mode}"])
     assert ours == golden_metrics(bpvmr["trainer_metrics"][f"qb_{direction}_{mode}"])
+
+
+def test_the_querybank_the_model_builds_is_the_golden_one(bpvmr, reference_model, test_embeddings):
+    """querybank_terms (training clips x test gallery, per direction and term) equals the files the reference's
+    commented code wrote, so test_qb_norm.py without --querybank_dir scores what the official files would."""
+    train = embed(reference_model, bpvmr["inputs_train"], (slice(0, 4), slice(4, 8), slice(8, 12), slice(12, 16)))
+    bank = querybank_terms(reference_model, train, test_embeddings)
+    for direction in ("m2v", "v2m"):
+        for term, ours in zip(("feature", "beat"), bank[direction]):
+            expected = bpvmr["querybank"][f"Data1_{direction}_train_{term}_sims"][:, 0]
+            assert close(torch.from_numpy(ours), expected), (direction, term)

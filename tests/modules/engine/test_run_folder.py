@@ -8,8 +8,8 @@ import pytest
 
 from modules.engine.config import save_config
 from modules.engine.errors import RunError
-from modules.engine.run_folder import TRAINING_FILES, RESULT_FILES, check, clear, evaluation_files, prepare, \
-    restore_for_resume
+from modules.engine.run_folder import DEFAULT_WEIGHT_FILES, RESULT_FILES, TRAINING_FILES, check, clear, \
+    evaluation_files, prepare, restore_for_resume
 
 
 def _cfg(out: Path, **values) -> argparse.Namespace:
@@ -33,7 +33,7 @@ def test_overwrite_removes_the_runs_files_and_nothing_else(tmp_path):
         (tmp_path / name).write_text("x")
     (tmp_path / "tensorboard").mkdir()
     (tmp_path / "notes.txt").write_text("the user's own")
-    found = check(tmp_path, TRAINING_FILES + RESULT_FILES, overwrite=True)
+    found = check(tmp_path, TRAINING_FILES + DEFAULT_WEIGHT_FILES + RESULT_FILES, overwrite=True)
     notes = clear(tmp_path, found)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert "removed the earlier run's 6 file(s)" in notes[-1]

@@ -18,7 +18,7 @@ def test_augmentation_changes_each_epoch_with_workers(tiny_demo):
                             max_words=12, max_frames=4, video_framerate=4, image_size=32, train=True)
     settings = TrainSettings(epochs=2, batch_size=8, lr=1e-3, coef_lr=1.0, weight_decay=0.0, warmup_proportion=0.1,
                              max_grad_norm=1.0, grad_accum_steps=1, precision="fp32", workers=1, n_display=1,
-                             seed=0, resume=0)
+                             evals_per_epoch=1, seed=0, resume=0)
     loader = train_loader(dataset, settings, DistInfo(0, 1, 0, torch.device("cpu"), True))
     first, second, again = (videos_by_caption(loader, dataset, e) for e in (0, 1, 0))
     assert set(first) == set(second) == set(range(len(dataset)))

@@ -19,6 +19,7 @@ def in_fp32(loss: Callable) -> Callable:
     @functools.wraps(loss)
     def wrapper(*args, **kwargs):
         args = [a.float() if torch.is_tensor(a) else a for a in args]
+        kwargs = {k: v.float() if torch.is_tensor(v) else v for k, v in kwargs.items()}
         device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
         with torch.autocast(device_type=device, enabled=False):
             return loss(*args, **kwargs)

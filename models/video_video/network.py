@@ -40,6 +40,9 @@ class HapvrNetwork(nn.Module):
     def index_video(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-video work, done once: (..., T, R, D) -> the same shape, attention-weighted. With `lengths` (N,)
         for a padded batch (N, T, R, D), frames past each length are zeroed."""
+        if x.ndim < 3 or x.shape[-1] != self.config.dims:
+            raise ValueError(f"expected region features (..., T, R, D) with D = {self.config.dims}, "
+                             f"got shape {tuple(x.shape)}")
         if self.attention is not None:
             x = self.attention(x)
         if lengths is not None:
@@ -84,6 +87,8 @@ class HapvrNetwork(nn.Module):
 
     def video_similarity(self, query: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The evaluation score of one pair of raw region features (T1, R, D), (T2, R, D) -> scalar in [-1, 1]."""
+        self._check("query", query, 3)
+        self._check("target", target, 3)
         return self.indexed_similarity(self.index_video(query), self.index_video(target))
 
     def score_grid(self, query: torch.Tensor, query_lengths: torch.Tensor, target: torch.Tensor,

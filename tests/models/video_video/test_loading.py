@@ -109,7 +109,7 @@ def test_a_wrong_shape_is_named(hapvr_state, tmp_path):
     state = {**hapvr_state, "comparator_module.conv2.weight": torch.zeros(64, 32, 5, 5)}
     with pytest.raises(CheckpointError, match=r"shape\.pth: comparator_module\.conv2\.weight has shape "
                                               r"\(64, 32, 5, 5\), the network expects \(64, 32, 3, 3\)"):
-        torch.save(state, Path(tmp_path / "shape.pth"))
+        torch.save(state, tmp_path / "shape.pth")
         load_hapvr_model(tmp_path / "shape.pth")
 
 

@@ -54,12 +54,14 @@ def _timeline(rng: np.random.Generator, scene: np.ndarray, frames: int, drift: f
 
 def _crop(rng: np.random.Generator, timeline: np.ndarray, start: int, length: int, noise: float,
           drop: float) -> np.ndarray:
-    """Frames [start, start+length) of `timeline`, some dropped, noisy, every region L2-normalised, float32."""
-    start = int(np.clip(start, 0, len(timeline) - length))
-    frames = timeline[start:start + length]
-    kept = rng.random(len(frames)) >= drop
-    kept[rng.integers(len(frames))] = True  # never drop every frame
-    frames = frames[kept] + noise * rng.standard_normal(frames[kept].shape)
+    """`length` frames from `start` of `timeline`: a crop longer by a `drop` share with that many random frames
+    removed (so the video keeps `length` frames), noisy, every region L2-normalised; (length, 9, dim) float32."""
+    dropped = int(round(drop * length))
+    span = min(length + dropped, len(timeline))
+    start = int(np.clip(start, 0, len(timeline) - span))
+    kept = np.sort(rng.choice(span, size=length, replace=False)) if span > length else np.arange(length)
+    frames = timeline[start + kept]
+    frames = frames + noise * rng.standard_normal(frames.shape)
     return (frames / np.linalg.norm(frames, axis=-1, keepdims=True)).astype(np.float32)
 
 

@@ -17,7 +17,7 @@ _ALLOWED = {(module, name) for module in ("builtins", "__builtin__") for name in
 
 
 class PlainContainersUnpickler(pickle.Unpickler):
-    """Loads dicts, lists, tuples, sets, strings, bytes and numbers; refuses every other global."""
+    """Loads dicts, lists, tuples, sets, strings and numbers; refuses every other global."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED:

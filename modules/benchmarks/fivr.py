@@ -53,9 +53,9 @@ class FivrBenchmark(Benchmark):
         mask[[self._index[v] for v in ids if v in self._index]] = True
         return mask
 
-    def _ranked(self, query: str, row: Row, hard: bool) -> np.ndarray:
-        """(D,) bool: the database videos `query` is ranked against (scored, not itself, not easy when hard)."""
-        keep = row.present & self._hard if hard else row.present.copy()
+    def _ranked(self, query: str, row: Row) -> np.ndarray:
+        """(D,) bool: the database videos `query` is ranked against (those scored, itself excluded)."""
+        keep = row.present.copy()
         if query in self._index:
             keep[self._index[query]] = False
         return keep
@@ -66,10 +66,15 @@ class FivrBenchmark(Benchmark):
         rows, missing_queries, missing_videos = read_rows(self.name, similarities, self.queries,
                                                           lambda q: self.database, allow_missing, own)
         metrics, per_query = {}, {}
+        kept = {q: self._ranked(q, row) for q, row in rows.items()}
+        ranked = {q: Ranking(rows[q].scores[keep]) for q, keep in kept.items()}
+        pooled = Ranking(np.concatenate([np.zeros(0)] + [rows[q].scores[keep] for q, keep in kept.items()]))
         for variant in VARIANTS:
-            kept = {q: self._ranked(q, row, hard=bool(variant)) for q, row in rows.items()}
-            ranked = {q: Ranking(rows[q].scores[keep]) for q, keep in kept.items()}
-            pooled = Ranking(np.concatenate([np.zeros(0)] + [rows[q].scores[keep] for q, keep in kept.items()]))
+            if variant == "_h":  # the hard lists are the full ones less the easy duplicates: no new sort
+                hard = {q: self._hard[keep] for q, keep in kept.items()}
+                ranked = {q: ranked[q].subset(hard[q]) for q in kept}
+                pooled = pooled.subset(np.concatenate([np.zeros(0, dtype=bool), *hard.values()]))
+                kept = {q: keep & self._hard for q, keep in kept.items()}
             for task, labels in TASKS.items():
                 relevant = {q: self.relevant(q, labels)[keep] for q, keep in kept.items()}
                 aps = {q: ranked[q].average_precision(rel) for q, rel in relevant.items() if rel.any()}

@@ -8,6 +8,7 @@ them (the reference's `all_db` holds only the videos it loaded): a missing query
 candidate is left out of that query's list and of its relevant set. The metrics then carry `missing_queries` and
 `missing_videos` (counts of queries and of (query, video) pairs), and `BenchmarkResult` lists them.
 Scores of videos outside a query's candidates (other queries, unknown ids) are ignored, as in the reference.
+A mean over no query, or a uAP without a relevant pair, is NaN, never 0.
 """
 from __future__ import annotations
 
@@ -46,13 +47,14 @@ def read_row(name: str, query: str, targets: Mapping[str, float], candidates: Se
     try:
         scores = np.fromiter((targets.get(c, np.nan) for c in candidates), np.float64, len(candidates))
     except (TypeError, ValueError):
-        bad = next(c for c in candidates if c in targets and not _is_number(targets[c]))
-        raise DataError(f"{name}: similarity of query {query!r} to {bad!r} is not a number: {targets[bad]!r}") from None
+        bad = next((c for c in candidates if c in targets and not _is_number(targets[c])), None)
+        raise DataError(f"{name}: similarity of query {query!r} to {bad!r} is not a number: "
+                        f"{targets.get(bad)!r}") from None
     present = ~np.isnan(scores)
-    if not present.all():
-        nan = next((c for c, ok in zip(candidates, present) if not ok and c in targets), None)
-        if nan is not None:
-            raise DataError(f"{name}: similarity of query {query!r} to {nan!r} is NaN")
+    if not present.all():  # absent, or present as NaN / None, which is an error, not a missing score
+        bad = next((c for c, ok in zip(candidates, present) if not ok and c in targets), None)
+        if bad is not None:
+            raise DataError(f"{name}: similarity of query {query!r} to {bad!r} is not a number: {targets[bad]!r}")
     return Row(scores, present)
 
 

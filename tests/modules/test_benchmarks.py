@@ -190,6 +190,8 @@ def test_svd_hand_computed(tmp_path):
     assert m["uAP"] == pytest.approx((1 / 2 + 2 / 5 + 3 / 8) / 3)
     with pytest.raises(DataError, match=r"SVD: 1 \(query, video\) scores are missing .* video 'u2'"):
         default.evaluate({**SMALL_SVD, "q2": {"d": 0.6, "e": 0.5, "u1": 0.55}})
+    with pytest.raises(DataError, match=r"SVD: similarity of query 'q2' to 'u2' is not a number: nan"):
+        default.evaluate({**SMALL_SVD, "q2": {**SMALL_SVD["q2"], "u2": float("nan")}}, allow_missing=True)
 
 
 def test_svd_map_ties_as_one_block_like_scikit_learn(tmp_path):

@@ -1,0 +1,2 @@
+"""Video-to-video retrieval data (HAP-VR): the benchmarks' annotation files (`annotations`), read through a restricted
+unpickler (`pickles`)."""

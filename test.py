@@ -14,6 +14,8 @@ training video, the first, or --querybank_size of them drawn with --seed) and pr
 and .json in --output_dir; its JSON keys are `<metric>_<name>`. Every metrics and ids JSON records its provenance
 (command, time, checkpoint and input files with their sha256: modules/engine/provenance.py).
 A training preset (`--config`) may be given: its training keys are listed and skipped.
+The music-video paper's command (`--exp_name ... --use_beat`) and the HAP-VR evaluation (`--dataset FIVR-5K
+--dataset_hdf5 F --model_path M`) run here too (modules/music_video_commands.py, modules/video_video_commands.py).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from modules import music_video_commands, text_video
+from modules import music_video_commands, text_video, video_video_commands
 from modules.engine.config import parse_with_config
 from modules.engine.distributed import cleanup, init_distributed, seed_everything
 from modules.engine.errors import cli, debugging, set_debug
@@ -126,9 +128,17 @@ def evaluate_checkpoint(cfg: argparse.Namespace) -> dict | None:
     return metrics
 
 
+# The papers' evaluation commands test.py also runs, recognised by their flags: (recognise(argv), run(argv)).
+PAPER_COMMANDS = (
+    (music_video_commands.is_music_video_command, lambda argv: music_video_commands.evaluate(argv, qbnorm=False)),
+    (video_video_commands.is_hapvr_command, video_video_commands.evaluate),
+)
+
+
 def main(argv: list[str] | None = None) -> dict | None:
-    if music_video_commands.is_music_video_command(sys.argv[1:] if argv is None else argv):
-        return music_video_command(argv)
+    for recognise, command in PAPER_COMMANDS:
+        if recognise(sys.argv[1:] if argv is None else argv):
+            return paper_command(command, argv)
     cfg = parse_with_config(parser(), argv, NOT_USED)
     set_debug(cfg.debug)
     check_args(cfg)
@@ -145,9 +155,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     return result
 
 
-def music_video_command(argv: list[str] | None) -> dict | None:
-    """The music-video paper's test.py command (modules/music_video_commands.py)."""
-    result = music_video_commands.evaluate(argv, qbnorm=False)
+def paper_command(command, argv: list[str] | None) -> dict | None:
+    """A paper's own evaluation command (modules/music_video_commands.py, modules/video_video_commands.py)."""
+    result = command(argv)
     if result is not None:
         print(json.dumps(result))
     return result

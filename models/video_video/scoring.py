@@ -41,9 +41,14 @@ class PackedVideos:
 
     @classmethod
     def from_videos(cls, videos: Sequence[torch.Tensor]) -> "PackedVideos":
-        lengths = torch.tensor([v.shape[0] for v in videos], dtype=torch.long)
-        offsets = torch.cumsum(lengths, 0) - lengths
-        return cls(torch.cat(list(videos), 0), offsets.to(videos[0].device), lengths.to(videos[0].device))
+        return cls.packed(torch.cat(list(videos), 0), [v.shape[0] for v in videos])
+
+    @classmethod
+    def packed(cls, frames: torch.Tensor, lengths: Sequence[int]) -> "PackedVideos":
+        """Videos already concatenated along time (sum T, R, D), with their lengths."""
+        lengths_t = torch.tensor(list(lengths), dtype=torch.long)
+        offsets = torch.cumsum(lengths_t, 0) - lengths_t
+        return cls(frames, offsets.to(frames.device), lengths_t.to(frames.device))
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -132,9 +132,13 @@ def score_chunk(network: HapvrNetwork, queries: PackedVideos, videos: list[torch
     """(Q, len(videos)) scores of raw target features (T_i, R, D) against indexed queries."""
     device = queries.frames.device
     raw = [repeat_short_video(v.to(device)) for v in videos]
-    indexed = network.index_video(torch.cat(raw)).split([len(v) for v in raw])  # attention is per frame: one call
+    lengths = [len(v) for v in raw]
+    indexed = network.index_video(torch.cat(raw))  # attention is per frame: one call for the chunk
+    if max(lengths) <= options.split_frames:  # no piece to cut: the chunk is already packed
+        return similarity_matrix(network, queries, PackedVideos.packed(indexed, lengths),
+                                 options.max_elements).cpu().numpy()
     pieces, owner = [], []
-    for i, video in enumerate(indexed):
+    for i, video in enumerate(indexed.split(lengths)):
         parts = _pieces(video, options.split_frames)
         pieces += parts
         owner += [i] * len(parts)

@@ -55,7 +55,7 @@ def table(metrics: dict) -> str:
 
 
 # The reference trainer's files: {epoch, state_dict, optimizer}, the epoch 1-based.
-WEIGHT_FILES = WeightFiles(best="model_best.pth", epoch="checkpoint-epoch{epoch}.pth", with_optimizer=True)
+WEIGHT_FILES = WeightFiles(best="model_best.pth", epoch="checkpoint-epoch{epoch}.pth", content="epoch_state_dict_optimizer")
 TASK = Task(Selection("m2v_R1", summary_keys=("m2v_R1", "m2v_R5", "m2v_R10", "v2m_R1")), table, WEIGHT_FILES)
 
 

@@ -1,4 +1,5 @@
-"""Optimiser parameter groups and the warm-up + cosine learning-rate schedule of the HBI recipe."""
+"""Optimiser parameter groups, AdamW settings and the learning-rate schedules (the HBI recipe's warm-up + cosine by
+default; a system may give its own, e.g. HAP-VR's warm-up from a floor then cosine to a floor)."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class AdamWSettings:
+    """AdamW as a system's reference ran it: the CLIP recipe's betas (0.9, 0.98) and eps 1e-6 with no decay on 1-d
+    parameters by default; torch's defaults with decay on every parameter for HAP-VR."""
+
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    decay_every_parameter: bool = False
+
 
 def _no_decay(name: str, param: nn.Parameter) -> bool:
     """Biases, norm-layer weights and every other 0-d/1-d tensor (gains, class embedding, logit scale).
@@ -16,9 +28,10 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or name.endswith(".bias")
 
 
-def param_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: float,
+                 decay_every_parameter: bool = False) -> list[dict]:
     """Four named groups: backbone (names under `model.backbone_prefix`, lr * coef_lr) / new layers (lr), each
-    with and without decay.
+    with and without decay (`decay_every_parameter`: all with).
 
     Frozen parameters are left out; empty groups are dropped. DDP wrappers are unwrapped so names match.
     """
@@ -29,7 +42,7 @@ def param_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: floa
         if not param.requires_grad:
             continue
         part = "backbone" if prefix and name.startswith(prefix) else "other"
-        decay = not _no_decay(name, param)
+        decay = decay_every_parameter or not _no_decay(name, param)
         key = f"{part}_{'decay' if decay else 'no_decay'}"
         group = groups.setdefault(key, {
             "name": key,
@@ -61,6 +74,25 @@ class WarmupCosine:
         if x < self.warmup_proportion:
             return x / self.warmup_proportion
         return 0.5 * (1.0 + math.cos(math.pi * x))
+
+
+@dataclass
+class WarmupCosineFloor:
+    """HAP-VR's schedule (timm's CosineLRScheduler stepped per iteration, no warm-up prefix) as an LR multiplier:
+    linear from `warmup_init` to 1 over `warmup_steps`, then floor + (1 - floor) * (1 + cos(pi * step / total)) / 2,
+    the cosine counted from step 0 over `total_steps` (so it starts just below 1 after warm-up), `floor` after."""
+
+    total_steps: int
+    warmup_steps: int
+    warmup_init: float
+    floor: float
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.warmup_init + step * (1.0 - self.warmup_init) / self.warmup_steps
+        if step >= self.total_steps:
+            return self.floor
+        return self.floor + 0.5 * (1.0 - self.floor) * (1.0 + math.cos(math.pi * step / self.total_steps))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from modules.engine.config import parse_with_config
 from modules.engine.distributed import DistInfo, barrier, cleanup, init_distributed, seed_everything
 from modules.engine.errors import set_debug
+from modules.engine.optim import AdamWSettings
 from modules.engine.run_folder import prepare, refuse_early, restore_for_resume
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection, Trainer, TrainSettings
@@ -36,12 +37,14 @@ EVALUATION_LABEL = "test"  # the files of an evaluation-only run: config_test.ya
 
 @dataclass(frozen=True)
 class Task:
-    """What a system's results are: the metric that picks the best epoch (and the epoch log line), the table, and
-    the names and format of the weight files training writes (those of the system's released checkpoints)."""
+    """What a system's results are: the metric that picks the best epoch (and the epoch log line), the table, the
+    names and format of the weight files training writes (those of the system's released checkpoints), and the
+    AdamW settings of its reference."""
 
     selection: Selection
     table: Callable[[dict], str] | None = None
     weight_files: WeightFiles = WeightFiles()
+    adamw: AdamWSettings = AdamWSettings()
 
 
 @dataclass
@@ -49,13 +52,15 @@ class RunParts:
     """What a system builds for one run. `train_set` and `validate` are used only when training; `test` is the
     final evaluation of `--do_eval` (without it, the best epoch's `validate` metrics are the result);
     `after_training(model, best)` runs once training ends (e.g. reloading the best epoch; `best` is the trainer's
-    {key, "epoch"}, epoch -1 when no epoch was selected), the same on every process."""
+    {key, "epoch"}, epoch -1 when no epoch was selected), the same on every process. `schedule(total_steps)`, when
+    given, is the LR multiplier per step (the default: warm-up + cosine, `--warmup_proportion`)."""
 
     model: nn.Module
     train_set: Callable[[], Dataset]
     validate: Evaluator | None
     test: Evaluator | None = None
     after_training: Callable[[nn.Module, dict], None] | None = None
+    schedule: Callable[[int], Callable[[int], float]] | None = None
 
 
 def open_run_folder(cfg: argparse.Namespace, dist: DistInfo, log: RunLog, training: bool, label: str,
@@ -128,7 +133,8 @@ def run(system: ModuleType, argv: list[str] | None = None) -> dict | None:
     log.info(f"{dist.world_size} process(es) on {dist.device}; run folder {output_dir}")
     parts = system.build(cfg, dist, log, output_dir)
     trainer = Trainer(parts.model, parts.train_set(), TrainSettings.from_config(cfg), dist, log, output_dir,
-                      parts.validate, system.TASK.selection, weight_files) if training else None
+                      parts.validate, system.TASK.selection, weight_files, system.TASK.adamw,
+                      parts.schedule) if training else None
     open_run_folder(cfg, dist, log, training, EVALUATION_LABEL, notes, weight_files)
     metrics = train(trainer, parts, system.TASK, log) if training else None
     if getattr(cfg, "do_eval", False) and parts.test is not None:

@@ -27,7 +27,7 @@ from modules.engine.checkpoint import latest_checkpoint, load_checkpoint, save_c
 from modules.engine.distributed import (DistInfo, GlobalBatchSampler, all_gather_with_grad, barrier,
                                        broadcast_object, gather_objects, worker_init_fn)
 from modules.engine.errors import RunError, RunInterrupted
-from modules.engine.optim import build_scheduler, param_groups
+from modules.engine.optim import AdamWSettings, build_scheduler, param_groups
 from modules.engine.precision import autocast_context, check_precision
 from modules.engine.run_log import RunLog
 from modules.engine.weight_files import WeightFiles
@@ -119,7 +119,11 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, dataset, settings: TrainSettings, dist: DistInfo, log: RunLog,
                  output_dir: Path, evaluate: Callable[[torch.nn.Module], dict | None],
-                 selection: Selection, weight_files: WeightFiles = WeightFiles()):
+                 selection: Selection, weight_files: WeightFiles = WeightFiles(),
+                 adamw: AdamWSettings = AdamWSettings(),
+                 schedule: Callable[[int], Callable[[int], float]] | None = None):
+        """`schedule(total_steps)`: the LR multiplier per optimiser step (a callable object with a `total_steps`
+        field, saved with the checkpoint); the default is the HBI recipe's warm-up + cosine."""
         check_precision(settings.precision, dist.device)
         self.model, self.dataset, self.settings, self.dist, self.log = model, dataset, settings, dist, log
         self.output_dir, self.evaluate, self.selection = output_dir, evaluate, selection
@@ -127,12 +131,12 @@ class Trainer:
         self.loader = train_loader(dataset, settings, dist)
         self.steps_per_epoch = steps_per_epoch(len(dataset), len(self.loader), settings)
         self.evaluation_steps = evaluation_steps(self.steps_per_epoch, settings.evals_per_epoch)
-        # The reference's BertAdam: betas (0.9, 0.98), eps 1e-6, decoupled weight decay.
         self.optimizer = torch.optim.AdamW(
-            param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay), lr=settings.lr,
-            betas=(0.9, 0.98), eps=1e-6)
+            param_groups(model, settings.lr, settings.coef_lr, settings.weight_decay, adamw.decay_every_parameter),
+            lr=settings.lr, betas=adamw.betas, eps=adamw.eps)
         self.total_steps = settings.epochs * self.steps_per_epoch
-        self.scheduler = build_scheduler(self.optimizer, self.total_steps, settings.warmup_proportion)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, settings.warmup_proportion) \
+            if schedule is None else torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.precision == "amp_fp16")
         self.ddp = DistributedDataParallel(model) if dist.world_size > 1 else None
         self.step, self.start_epoch = 0, 0
@@ -280,4 +284,4 @@ class Trainer:
 
     def save_weights(self, path: Path, epoch: int) -> None:
         """Model weights under the reference's key names, in the format the system's released checkpoints use."""
-        self.weight_files.save(path, self.model.reference_state_dict(), epoch, self.optimizer)
+        self.weight_files.save(path, self.model, epoch, self.optimizer)

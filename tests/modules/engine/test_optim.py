@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from modules.engine.optim import build_scheduler, param_groups
+from modules.engine.optim import WarmupCosineFloor, build_scheduler, param_groups
 
 
 class _Block(nn.Module):
@@ -93,3 +93,23 @@ def test_schedule_spans_real_steps_and_guards() -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="total_steps"):
         build_scheduler(optimizer, total_steps=0)
+
+
+def test_hapvr_schedule_is_timms_cosine_stepped_per_iteration():
+    from timm.scheduler.cosine_lr import CosineLRScheduler  # timm is a dependency (HAP-VR's DINO teacher)
+
+    lr, total, warmup = 4e-5, 300, 10
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    timm = CosineLRScheduler(optimizer, t_initial=total, lr_min=0.1 * lr, warmup_t=warmup,
+                             warmup_lr_init=0.01 * lr, t_in_epochs=False)
+    ours = WarmupCosineFloor(total, warmup, warmup_init=0.01, floor=0.1)
+    for step in list(range(0, 20)) + [150, 299, 300, 400]:
+        timm.step_update(num_updates=step)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(lr * ours(step), rel=1e-9), step
+
+
+def test_decay_every_parameter_puts_biases_in_the_decayed_group():
+    model = torch.nn.Linear(3, 2)
+    assert {g["name"] for g in param_groups(model, 1e-3, 1.0, 0.01)} == {"other_decay", "other_no_decay"}
+    groups = param_groups(model, 1e-3, 1.0, 0.01, decay_every_parameter=True)
+    assert [g["name"] for g in groups] == ["other_decay"] and len(groups[0]["params"]) == 2

@@ -77,7 +77,7 @@ def test_several_evaluations_an_epoch_can_each_select_the_best(tmp_path):
 
 
 def test_a_system_names_its_weight_files_and_their_format(tmp_path):
-    files = WeightFiles(best="model_best.pth", epoch="checkpoint-epoch{epoch}.pth", with_optimizer=True)
+    files = WeightFiles(best="model_best.pth", epoch="checkpoint-epoch{epoch}.pth", content="epoch_state_dict_optimizer")
     _run(tmp_path, [1.0, 3.0], weight_files=files)
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["checkpoint-epoch1.pth", "checkpoint-epoch2.pth",
                                                              "model_best.pth"]

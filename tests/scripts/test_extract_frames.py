@@ -11,13 +11,13 @@ import pytest
 from dataloaders.video_video.frame_folders import DONE_MARKER, PARTIAL_SUFFIX, frame_files
 from scripts import extract_frames
 
-FPS, SIZE = 10, (48, 32)  # (width, height)
+FPS, SIZE, BITS = 10, (64, 32), 8  # SIZE is (width, height)
 
 
 def frame_code(index: int) -> np.ndarray:
-    """A 32x48 BGR frame whose 6 vertical bands spell `index` in binary (survives mp4v and JPEG)."""
+    """A 32x64 BGR frame whose 8 vertical bands spell `index` in binary (survives mp4v and JPEG)."""
     frame = np.zeros((SIZE[1], SIZE[0], 3), dtype=np.uint8)
-    for bit in range(6):
+    for bit in range(BITS):
         if (index >> bit) & 1:
             frame[:, bit * 8:(bit + 1) * 8] = 255
     return frame
@@ -25,7 +25,7 @@ def frame_code(index: int) -> np.ndarray:
 
 def read_code(image: np.ndarray) -> int:
     """The index `frame_code` wrote into `image` (H, W, 3), from the middle of each band."""
-    return sum(int(image[:, bit * 8 + 2:bit * 8 + 6].mean() > 127) << bit for bit in range(6))
+    return sum(int(image[:, bit * 8 + 2:bit * 8 + 6].mean() > 127) << bit for bit in range(BITS))
 
 
 def write_video(path: Path, frames: int, fps: float = FPS) -> None:

@@ -46,8 +46,7 @@ def composite(frame: torch.Tensor, colour: np.ndarray, alpha: np.ndarray, top: i
     paint = paint.permute(2, 0, 1) if paint.ndim == 3 else paint[:, None, None]
     weight = torch.from_numpy(alpha.astype(np.float32))[None]
     mixed = region.float() + (paint - region.float()) * weight
-    if not frame.dtype.is_floating_point:
-        mixed = mixed.round_().clamp_(0, 255)
+    mixed = mixed.clamp_(0, 1) if frame.dtype.is_floating_point else mixed.round_().clamp_(0, 255)
     region.copy_(mixed.to(frame.dtype))
     return frame
 
@@ -148,8 +147,7 @@ def gaussian_blur(frames: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
     x = nnf.pad(frames.float().reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
     x = nnf.conv2d(x, kernels[:, None, :, None], groups=n * c)
     x = nnf.conv2d(x, kernels[:, None, None, :], groups=n * c).reshape(n, c, h, w)
-    if not frames.dtype.is_floating_point:
-        x = x.round_().clamp_(0, 255)
+    x = x.clamp_(0, 1) if frames.dtype.is_floating_point else x.round_().clamp_(0, 255)
     return x.to(frames.dtype)
 
 

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for video, reason in failures:
         print(f"FAILED {video}: {reason}", file=sys.stderr)
     if failures:
-        print(f"{len(failures)} videos failed; rerun to retry them (finished videos are skipped)", file=sys.stderr)
+        print(f"{len(failures)} video(s) failed; rerun to retry them (finished videos are skipped)", file=sys.stderr)
         return 1
     print(f"every video is extracted into {args.frames}")
     return 0

@@ -62,7 +62,7 @@ def test_frames_at_one_fps_mirrored_and_failures_reported(videos, tmp_path, caps
     assert [read_code(cv2.imread(str(p))) for p in frame_files(a)] == [4, 14, 24, 34]
     assert [read_code(cv2.imread(str(p))) for p in frame_files(b)] == [4, 14, 24]
     assert json.loads((a / DONE_MARKER).read_text())["frames"] == 4
-    assert "broken.mp4" in err and "1 videos failed" in err
+    assert "broken.mp4" in err and "1 video(s) failed" in err
     failed = [line for line in err.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and failed[0].split(": ", 1)[1].strip()  # the reason: ffmpeg's last error line
     assert not (frames / "sub" / "broken").exists()

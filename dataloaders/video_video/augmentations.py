@@ -39,7 +39,8 @@ _AUGMENTATION_STREAM = 1  # SeedSequence key that separates augmentation draws f
 
 @dataclass(frozen=True)
 class AugmentationOptions:
-    """The reference train.py's augmentation flags (same names, same defaults; train.sh sets window_sz 28)."""
+    """The reference train.py's augmentation flags (same names, same defaults; train.sh sets window_sz 28), and
+    frame_sz, the views' output side (the reference's Augmentations argument, 224; not a flag there)."""
     window_sz: int = 32
     frame_sz: int = 224
     augmentations: str = "GT,FT,TT,ViV"

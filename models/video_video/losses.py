@@ -122,14 +122,23 @@ def similarity_regularization(sim: torch.Tensor, min_val: float = -1.0, max_val:
     return (min_val - sim).clamp(min=0).sum() + (sim - max_val).clamp(min=0).sum()
 
 
+LOSS_NAMES = ("TBInnerQuadLinearAP", "QuadLinearAP", "InfoNCE", "SSHN")  # the reference's --loss_selected names
+
+
 class HapvrLoss(nn.Module):
     """The weighted HAP-VR objective. Argument names are the reference's train.py flags; defaults are the
-    published scripts/train.sh values. Without pseudo-labels the frame term is left out (its 4-term variant)."""
+    published scripts/train.sh values; `selected` the terms of --loss_selected (the regulariser is always on).
+    Without pseudo-labels the frame term is left out."""
 
     def __init__(self, lambda_parameter: float = 3.0, r_parameter: float = 1.0, inner_parameter: float = 6.0,
                  ap_weight: float = 4.0, qlap_sigma: float = 0.05, qlap_rho: float = 0.1,
-                 innerAP_qlap_sigma: float = 0.05, innerAP_qlap_rho: float = 5.0, temperature: float = 0.03):
+                 innerAP_qlap_sigma: float = 0.05, innerAP_qlap_rho: float = 5.0, temperature: float = 0.03,
+                 selected: tuple[str, ...] = LOSS_NAMES):
         super().__init__()
+        unknown = set(selected) - set(LOSS_NAMES)
+        if unknown:
+            raise ValueError(f"unknown losses {sorted(unknown)}; expected some of {', '.join(LOSS_NAMES)}")
+        self.selected = frozenset(selected)
         self.lambda_parameter = lambda_parameter
         self.r_parameter = r_parameter
         self.inner_parameter = inner_parameter
@@ -143,13 +152,18 @@ class HapvrLoss(nn.Module):
                 pseudo_neg: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """`training_forward`'s outputs, labels (N, N) and optionally pseudo-labels (N, N, T, T) -> every term
         (`infonce`, `video_ap`, `frame_ap`, `hardneg`, `self`, `reg`) and their weighted `total`, fp32 scalars."""
-        terms = {"infonce": infonce_loss(video_sim, labels, self.temperature),
-                 "video_ap": video_ap_loss(video_sim, labels, self.qlap_sigma, self.qlap_rho)}
-        terms["hardneg"], terms["self"] = sshn_loss(video_sim, labels)
-        terms["reg"] = reg.float()
-        total = (terms["infonce"] + self.ap_weight * terms["video_ap"]
-                 + self.lambda_parameter * (terms["hardneg"] + terms["self"]) + self.r_parameter * terms["reg"])
-        if pseudo_pos is not None:
+        terms = {"reg": reg.float()}
+        total = self.r_parameter * terms["reg"]
+        if "InfoNCE" in self.selected:
+            terms["infonce"] = infonce_loss(video_sim, labels, self.temperature)
+            total = total + terms["infonce"]
+        if "QuadLinearAP" in self.selected:
+            terms["video_ap"] = video_ap_loss(video_sim, labels, self.qlap_sigma, self.qlap_rho)
+            total = total + self.ap_weight * terms["video_ap"]
+        if "SSHN" in self.selected:
+            terms["hardneg"], terms["self"] = sshn_loss(video_sim, labels)
+            total = total + self.lambda_parameter * (terms["hardneg"] + terms["self"])
+        if pseudo_pos is not None and "TBInnerQuadLinearAP" in self.selected:
             terms["frame_ap"] = frame_ap_loss(frame_sim, pseudo_pos, pseudo_neg, labels, self.inner_sigma,
                                               self.inner_rho)
             total = total + self.inner_parameter * terms["frame_ap"]

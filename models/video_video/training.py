@@ -1,11 +1,11 @@
-"""HAP-VR training step as one module (the engine's model contract): raw clip pairs -> frozen region features and
+"""HAP-VR training step as one module (the engine's model contract): clip pairs -> frozen region features and
 DINO features -> the similarity network's all-pairs forward over the global batch -> the weighted losses.
 
-A batch holds B clips, each as two views (weak, strong): `clips` (B, 2, T, 3, H, W), ImageNet-normalised. The views
-are laid out as 2B videos [clip0-weak, clip0-strong, clip1-weak, ...], positives the two views of a clip. Only the
-similarity network trains; the feature extractor and the teacher are frozen (eval mode, no gradient), so their
-outputs are gathered across processes without gradient and every process scores the whole global batch: one and
-N processes compute the same loss and take the same step.
+A process's batch (dataloaders/video_video/pairs.py) holds its B weak views then its B strong views, `videos`
+(2B, T, C, H, W) uint8, and which of them are positives, `labels` (2B, 2B). Only the similarity network trains; the
+feature extractor and the teacher are frozen (eval mode, no gradient), so their outputs are gathered across
+processes without gradient (rank order) and every process scores the whole global batch, positives within each
+process's block: one and N processes compute the same loss on the same global batch and take the same step.
 """
 from __future__ import annotations
 
@@ -18,30 +18,39 @@ from models.video_video.losses import HapvrLoss
 from models.video_video.network import HapvrNetwork
 from models.video_video.pseudo_labels import pseudo_labels
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def in_batches(module: nn.Module, frames: torch.Tensor, batch: int) -> torch.Tensor:
     """`module` over (F, ...) frames in batches of `batch` frames (the reference's --batch_sz_fe)."""
     return torch.cat([module(part) for part in frames.split(batch)])
 
 
-def pair_labels(clips: int, device: torch.device) -> torch.Tensor:
-    """(2B, 2B) positives of the interleaved layout: the two views of a clip (and each view with itself)."""
-    owner = torch.arange(2 * clips, device=device) // 2
-    return (owner[:, None] == owner[None, :]).float()
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (F, 3, H, W) RGB -> float, ImageNet mean and std."""
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1)
+    return (frames.float() / 255.0 - mean) / std
+
+
+def global_labels(labels: torch.Tensor, processes: int) -> torch.Tensor:
+    """Gathered per-process labels (P * 2B, 2B) -> the global batch's (P * 2B, P * 2B): no positive across blocks."""
+    return torch.block_diag(*labels.split(labels.shape[1])) if processes > 1 else labels
 
 
 class HapvrTrainingModel(nn.Module):
-    """`network` trains; `extractor` (frames -> (F, 9, D) region features) and `teacher` (frames -> (F, 384), or
-    None: no frame loss) are frozen. `args`: the run's flags, saved in every checkpoint as the published format's
-    `args`."""
+    """`network` trains; `extractor` (normalised frames -> (F, 9, D) region features) and `teacher` (normalised
+    frames -> (F, 384), or None: no frame loss) are frozen. `args`: the run's flags, saved in every checkpoint as
+    the published format's `args`."""
 
-    input_keys = ("clips",)
+    input_keys = ("videos", "labels")
 
     def __init__(self, network: HapvrNetwork, extractor: nn.Module, teacher: Optional[nn.Module], loss: HapvrLoss,
                  args: dict, batch_sz_fe: int = 512, pseudo_label_rates: tuple[float, float] = (0.35, 0.35)):
         super().__init__()
         self.network, self.loss, self.args = network, loss, dict(args)
-        # Frozen parts are kept out of the module tree: no parameters for the optimiser or DDP, no state-dict keys.
+        # Frozen parts stay out of the module tree: no parameters for the optimiser or DDP, no state-dict keys.
         self._frozen = {"extractor": extractor.eval().requires_grad_(False),
                         "teacher": teacher.eval().requires_grad_(False) if teacher is not None else None}
         self.batch_sz_fe, self.pseudo_label_rates = batch_sz_fe, pseudo_label_rates
@@ -53,23 +62,25 @@ class HapvrTrainingModel(nn.Module):
         return super()._apply(fn, recurse)
 
     @torch.no_grad()
-    def frozen_features(self, clips: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(B, 2, T, 3, H, W) -> region features (2B, T, 9, D) and DINO features (2B, T, 384) or None."""
-        batch, views, frames = clips.shape[:3]
-        flat = clips.flatten(0, 2)
+    def frozen_features(self, videos: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(N, T, 3, H, W) uint8 -> region features (N, T, 9, D) and DINO features (N, T, 384) or None."""
+        num, frames = videos.shape[:2]
+        flat = normalise(videos.flatten(0, 1))
         regions = in_batches(self._frozen["extractor"], flat, self.batch_sz_fe)
-        regions = regions.view(batch * views, frames, *regions.shape[1:])
+        regions = regions.view(num, frames, *regions.shape[1:])
         teacher = self._frozen["teacher"]
-        dino = None if teacher is None else in_batches(teacher, flat, self.batch_sz_fe).view(batch * views, frames, -1)
-        return regions, dino
+        dino = None if teacher is None else in_batches(teacher, flat, self.batch_sz_fe).view(num, frames, -1)
+        return regions.float(), None if dino is None else dino.float()
 
-    def forward(self, clips: torch.Tensor, gather: Optional[Callable] = None) -> dict[str, torch.Tensor]:
-        regions, dino = self.frozen_features(clips)
+    def forward(self, videos: torch.Tensor, labels: torch.Tensor,
+                gather: Optional[Callable] = None) -> dict[str, torch.Tensor]:
+        regions, dino = self.frozen_features(videos)
         if gather is not None:
-            regions = gather(regions.contiguous())
+            regions, gathered = gather(regions.contiguous()), gather(labels.contiguous())
+            processes = gathered.shape[0] // labels.shape[0]
+            labels = global_labels(gathered, processes)
             dino = gather(dino.contiguous()) if dino is not None else None
         frame_sim, video_sim, reg = self.network.training_forward(regions)
-        labels = pair_labels(regions.shape[0] // 2, regions.device)
         pos, neg = pseudo_labels(dino, *self.pseudo_label_rates) if dino is not None else (None, None)
         return self.loss(frame_sim, video_sim, reg, labels, pos, neg)
 
@@ -79,6 +90,3 @@ class HapvrTrainingModel(nn.Module):
 
     def checkpoint_args(self) -> dict:
         return dict(self.args)
-
-    def log_values(self) -> dict[str, float]:
-        return {}

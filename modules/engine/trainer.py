@@ -60,13 +60,14 @@ class TrainSettings:
 def train_loader(dataset, settings: TrainSettings, dist: DistInfo) -> DataLoader:
     """Shuffled, seeded and sharded so that the ranks' batches of a step, gathered in rank order, are the
     one-process batch in the same order (`GlobalBatchSampler`). Workers are not persistent, so the dataset's
-    `set_epoch` (new augmentation draws) reaches them every epoch."""
+    `set_epoch` (new augmentation draws) reaches them every epoch. A dataset may bring its own `collate`
+    (samples -> the batch dict)."""
     if settings.batch_size % dist.world_size:
         raise RunError(f"--batch_size {settings.batch_size} must be divisible by the {dist.world_size} processes")
     sampler = GlobalBatchSampler(len(dataset), settings.batch_size, dist.rank, dist.world_size, settings.seed)
     return DataLoader(dataset, batch_size=settings.batch_size // dist.world_size, sampler=sampler,
                       num_workers=settings.workers, pin_memory=dist.device.type == "cuda", drop_last=True,
-                      worker_init_fn=worker_init_fn,
+                      worker_init_fn=worker_init_fn, collate_fn=getattr(dataset, "collate", None),
                       prefetch_factor=4 if settings.workers > 0 else None)
 
 

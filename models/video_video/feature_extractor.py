@@ -117,7 +117,10 @@ def load_resnet50(path: Union[str, Path], flag: str = "--resnet_path") -> ResNet
     if not Path(path).is_file():
         raise CheckpointError(f"{flag} {path}: ResNet-50 weight file not found")
     name = f"{flag} {path}"
-    state = read_state_dict(path)
+    try:
+        state = read_state_dict(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"{flag} {error}") from None
     if state and all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     net = resnet50(weights=None)

@@ -164,7 +164,9 @@ class PCAStats:
 
     def fit(self, dims: int) -> Params:
         """`{"mean" (D,), "d" (dims,), "V" (D, dims)}`: the top `dims` eigenpairs of the covariance (1 / M), largest
-        first, each eigenvector's largest entry made positive so that a refit gives the same file."""
+        first, each eigenvector's largest entry made positive so that a refit gives the same file. (The reference's
+        train_pca took the eigenvalues of the unnormalised scatter; after the final L2 norm both give the same
+        features, up to eps.)"""
         if self.shift is None:
             raise ValueError("no vectors to fit a PCA on")
         features = self.shift.shape[0]

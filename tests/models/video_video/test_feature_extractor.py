@@ -169,6 +169,9 @@ def test_missing_paths_name_the_flag(resnet_file, tmp_path):
         build_region_extractor(tmp_path / "nothing.pth", tmp_path / "pca.npz")
     with pytest.raises(CheckpointError, match=r"^--pca_path .*nothing.npz: PCA file not found$"):
         build_region_extractor(resnet_file, tmp_path / "nothing.npz")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match=r"^--resnet_path .*junk.pth: not a readable weight file"):
+        build_region_extractor(tmp_path / "junk.pth", tmp_path / "pca.npz")
     save_pca(tmp_path / "small.npz", {"mean": np.zeros(3840), "d": np.ones(8), "V": np.eye(3840, 8)})
     with pytest.raises(CheckpointError, match=r"^--pca_path .*small.npz: 8 principal axes, cannot keep dims = 512"):
         build_region_extractor(resnet_file, tmp_path / "small.npz")

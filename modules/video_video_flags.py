@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -33,7 +34,7 @@ def names(allowed: tuple[str, ...], what: str):
 
 def add_experiment_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("experiment (the published train.py)")
-    g.add_argument("--dataset_path", required=True, help="training videos: a folder of frame folders "
+    g.add_argument("--dataset_path", default=None, help="training videos: a folder of frame folders "
                    "(scripts/extract_frames.py) or of video files")
     g.add_argument("--experiment_path", dest="output_dir", required=True, help="the run folder")
     g.add_argument("--workers", type=non_negative_int, default=12, help="data-loading processes per process")
@@ -114,10 +115,19 @@ def add_augmentation_flags(p: argparse.ArgumentParser) -> None:
                    help="resize range of the inner video, e.g. 0.3,0.7")
 
 
+def add_repository_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("this repository")
+    g.add_argument("--frame_sz", type=positive_int, default=224, help="side of the training views (the reference's 224)")
+    g.add_argument("--resize", type=positive_int, default=256, help="short side the training frames are read at")
+    g.add_argument("--demo_data", default=None, help="write the synthetic demo (training videos and a FIVR-style "
+                   "benchmark of raw videos) here and train and evaluate on it")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train HAP-VR (self-supervised video-to-video retrieval).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for add in (add_experiment_flags, add_network_flags, add_loss_flags, add_training_flags, add_augmentation_flags):
+    for add in (add_experiment_flags, add_network_flags, add_loss_flags, add_training_flags, add_augmentation_flags,
+                add_repository_flags):
         add(p)
     # The engine's settings that HAP-VR's recipe fixes (resolve() derives the rest).
     p.set_defaults(do_train=1, coef_lr=1.0, warmup_proportion=0.0, max_grad_norm=0.0, grad_accum_steps=1,
@@ -127,11 +137,24 @@ def parser() -> argparse.ArgumentParser:
 
 def resolve(cfg: argparse.Namespace) -> None:
     """The engine's view of the published flags: an epoch is --eval_step steps (evaluated and checkpointed at its
-    end), --iter_epochs steps in all; the global batch is --batch_sz per process, as the reference's per-GPU loader;
-    --use_fp16 is autocast (fp16 on GPU, bf16 on CPU)."""
+    end), --iter_epochs steps in all (rounded up to whole epochs); the global batch is --batch_sz per process, as
+    the reference's per-GPU loader; --use_fp16 is autocast (fp16 on GPU, bf16 on CPU). --demo_data names the
+    training folder and the benchmark."""
+    if cfg.demo_data:
+        root = Path(cfg.demo_data)
+        cfg.dataset_path = str(root / "train")
+        cfg.eval_dataset, cfg.eval_hdf5, cfg.eval_annotations = "FIVR-5K", str(root / "eval" / "fivr_5k.hdf5"), \
+            str(root / "eval")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cfg.batch_size = cfg.batch_sz * world
     cfg.epochs = math.ceil(cfg.iter_epochs / cfg.eval_step)
     on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     cfg.precision = ("amp_fp16" if on_gpu else "amp_bf16") if cfg.use_fp16 else "fp32"
-    cfg.do_eval = 0
+    cfg.do_eval = int(cfg.eval_dataset is not None)
+
+
+def check(cfg: argparse.Namespace) -> None:
+    if cfg.dataset_path is None:
+        raise SystemExit("main_hapvr.py: pass --dataset_path (the training videos) or --demo_data DIR")
+    if (cfg.eval_dataset is None) != (cfg.eval_hdf5 is None):
+        raise SystemExit("main_hapvr.py: --eval_dataset and --eval_hdf5 go together (the benchmark and its features)")

@@ -2,9 +2,10 @@
 frame folders (`<root>/<split>/<video>/<000000>.jpg`, the layout scripts/extract_frames.py writes at 1 fps).
 
 - `train/`: unlabeled training videos, each its own scene;
-- `eval/`: a FIVR-style benchmark made of raw videos: per query, near duplicates (ND: the query's frames, slightly
-  cropped, recoloured and shifted by a frame or two; the first untouched but for noise is an "easy duplicate"),
-  duplicate-scene videos (DS: the same scene, another stretch of time) and distractors (scenes of their own), with
+- `eval/`: a FIVR-style benchmark made of raw videos: per query, near duplicates (ND: the query's frames cropped,
+  mirrored, recoloured, blurred, noisy and shifted by up to 3 frames; the first untouched but for light noise is an
+  "easy duplicate"), duplicate-scene videos (DS: the same scene at another stretch of time, edited alike) and
+  distractors (the queries' backgrounds with shapes of their own), with
   `fivr.pickle` (the published layout, split '5k') and `fivr_easy_duplicates.txt` beside the frame folders.
 A call with the same parameters on a complete folder rewrites nothing.
 """
@@ -28,9 +29,10 @@ def _texture(rng: np.random.Generator, size: int, scale: int) -> np.ndarray:
     return cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
 
 
-def scene(rng: np.random.Generator, length: int, size: int) -> np.ndarray:
-    """(length, size, size, 3) uint8: 2-4 textured discs and squares bouncing over a textured background."""
-    background = _texture(rng, size, 4)
+def scene(rng: np.random.Generator, length: int, size: int, background: np.ndarray | None = None) -> np.ndarray:
+    """(length, size, size, 3) uint8: 2-4 textured discs and squares bouncing over a textured background (a new one
+    unless given)."""
+    background = _texture(rng, size, 4) if background is None else background
     shapes = []
     for _ in range(int(rng.integers(2, 5))):
         radius = int(rng.integers(size // 10, size // 4))
@@ -52,15 +54,23 @@ def scene(rng: np.random.Generator, length: int, size: int) -> np.ndarray:
     return frames
 
 
-def _copy(rng: np.random.Generator, frames: np.ndarray, noise: float, crop: float, shift: int) -> np.ndarray:
-    """A near-duplicate edit: a temporal shift, a central crop resized back, a colour gain, pixel noise."""
+def _copy(rng: np.random.Generator, frames: np.ndarray, noise: float, crop: float, shift: int,
+          flip: bool = False) -> np.ndarray:
+    """A near-duplicate edit: a temporal shift, an off-centre crop resized back, a mirror, a colour gain and
+    offset, a blur, pixel noise."""
     frames = np.roll(frames, shift, axis=0)
     size = frames.shape[1]
     margin = int(round(crop * size))
     if margin:
-        frames = np.stack([cv2.resize(f[margin:size - margin, margin:size - margin], (size, size)) for f in frames])
-    gain = rng.uniform(0.85, 1.15, 3)
-    out = frames.astype(np.float32) * gain + rng.normal(0, noise, frames.shape)
+        top, left = rng.integers(0, 2 * margin + 1, 2)
+        frames = np.stack([cv2.resize(f[top:top + size - 2 * margin, left:left + size - 2 * margin], (size, size))
+                           for f in frames])
+    if flip:
+        frames = frames[:, :, ::-1]
+    if noise > 2:
+        frames = np.stack([cv2.GaussianBlur(f, (3, 3), 1.0) for f in frames])
+    gain, offset = rng.uniform(0.7, 1.3, 3), rng.uniform(-25, 25, 3)
+    out = frames.astype(np.float32) * gain + offset + rng.normal(0, noise, frames.shape)
     return out.clip(0, 255).astype(np.uint8)
 
 
@@ -71,30 +81,32 @@ def _write(folder: Path, frames: np.ndarray) -> None:
 
 
 def _benchmark(p: dict, root: Path) -> None:
-    queries, annotation, easy, database = [], {}, [], []
+    queries, annotation, easy, database, backgrounds = [], {}, [], [], []
     frames, size = p["frames"], p["size"]
     for i in range(p["num_queries"]):
         rng = np.random.default_rng([p["seed"], 1, i])
-        timeline = scene(rng, 3 * frames, size)
+        backgrounds.append(_texture(rng, size, 4))
+        timeline = scene(rng, 3 * frames, size, backgrounds[-1])
         query = f"q{i:02d}"
         _write(root / query, timeline[:frames])
         queries.append(query)
         annotation[query] = {"ND": [], "DS": []}
         for j in range(p["per_label"]):
             nd = f"{query}_nd{j}"
-            edit = (2.0, 0.0, 0) if j == 0 else (6.0, 0.08, int(rng.integers(-2, 3)))
+            edit = (2.0, 0.0, 0) if j == 0 else (12.0, 0.15, int(rng.integers(-3, 4)), True)
             _write(root / nd, _copy(rng, timeline[:frames], *edit))
             if j == 0:
                 easy.append(nd)
             ds = f"{query}_ds{j}"
             start = int(rng.integers(frames // 2, 2 * frames))
-            _write(root / ds, _copy(rng, timeline[start:start + frames], 6.0, 0.05, 0))
+            _write(root / ds, _copy(rng, timeline[start:start + frames], 12.0, 0.12, 0, bool(j % 2)))
             annotation[query]["ND"].append(nd)
             annotation[query]["DS"].append(ds)
             database += [nd, ds]
-    for k in range(p["num_distractors"]):
+    for k in range(p["num_distractors"]):  # the queries' backgrounds with shapes of their own: not told by the scenery
         rng = np.random.default_rng([p["seed"], 2, k])
-        _write(root / f"x{k:03d}", scene(rng, frames, size))
+        _write(root / f"x{k:03d}", _copy(rng, scene(rng, frames, size, backgrounds[k % len(backgrounds)]), 6.0,
+                                         0.05, 0))
         database.append(f"x{k:03d}")
     dataset = {"5k": {"queries": queries, "database": set(database) | {queries[0]}}, "annotation": annotation}
     (root / "fivr.pickle").write_bytes(pickle.dumps(dataset, protocol=4))

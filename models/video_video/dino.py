@@ -25,8 +25,8 @@ WRAPPERS = ("teacher", "student", "state_dict", "model")  # the reference reads 
 
 
 class DinoTeacher(nn.Module):
-    """ImageNet-normalised frames (N, 3, 224, 224) -> CLS features (N, D), D = 384 for vit_small; frozen, eval
-    mode, no gradients.
+    """ImageNet-normalised frames (N, 3, H, W) (224 as DINO was trained; H, W multiples of 16) -> CLS features
+    (N, D), D = 384 for vit_small; frozen, eval mode, no gradients.
 
     `reference_pixels=True` feeds the ViT what the reference's DINO saw: the frames mapped back to raw 0..255
     pixel values (its training loop passes the uint8 frames to DINO without normalising them). Off by default:
@@ -119,7 +119,9 @@ def build_dino_teacher(path: Optional[Union[str, Path]] = None, arch: str = "vit
                               "e.g. dino_deitsmall16_pretrain.pth; nothing is downloaded)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vit = timm.create_model(ARCHS[arch], pretrained=False, num_classes=0)
+        # dynamic_img_size: frames of any size (patch multiple) take the position embedding resized, so the demo's
+        # small frames need no upsampling; at 224 it is the plain model.
+        vit = timm.create_model(ARCHS[arch], pretrained=False, num_classes=0, dynamic_img_size=True)
     if path is not None:
         load_dino_weights(vit, path)
     return DinoTeacher(vit, reference_pixels)

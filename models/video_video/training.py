@@ -14,24 +14,14 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from models.video_video.feature_extractor import imagenet_normalise
 from models.video_video.losses import HapvrLoss
 from models.video_video.network import HapvrNetwork
 from models.video_video.pseudo_labels import pseudo_labels
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 def in_batches(module: nn.Module, frames: torch.Tensor, batch: int) -> torch.Tensor:
     """`module` over (F, ...) frames in batches of `batch` frames (the reference's --batch_sz_fe)."""
     return torch.cat([module(part) for part in frames.split(batch)])
-
-
-def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (F, 3, H, W) RGB -> float, ImageNet mean and std."""
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1)
-    return (frames.float() / 255.0 - mean) / std
 
 
 def global_labels(labels: torch.Tensor, processes: int) -> torch.Tensor:
@@ -65,7 +55,7 @@ class HapvrTrainingModel(nn.Module):
     def frozen_features(self, videos: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(N, T, 3, H, W) uint8 -> region features (N, T, 9, D) and DINO features (N, T, 384) or None."""
         num, frames = videos.shape[:2]
-        flat = normalise(videos.flatten(0, 1))
+        flat = imagenet_normalise(videos.flatten(0, 1))
         regions = in_batches(self._frozen["extractor"], flat, self.batch_sz_fe)
         regions = regions.view(num, frames, *regions.shape[1:])
         teacher = self._frozen["teacher"]

@@ -9,6 +9,7 @@ writes synthetic videos there first and a benchmark of raw videos whose features
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -102,16 +103,30 @@ def read_frame_folder(folder: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
 
 
+def extractor_fingerprint(model: HapvrTrainingModel) -> str:
+    """sha256 of the frozen extractor's weights: demo features made by another extractor are not reused."""
+    digest = hashlib.sha256()
+    for key, value in model.extractor.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @torch.no_grad()
 def write_demo_features(model: HapvrTrainingModel, root: Path, log: RunLog) -> Path:
     """The demo benchmark's raw videos through the run's frozen extractor into root/fivr_5k.hdf5 (once)."""
     path = root / "fivr_5k.hdf5"
+    fingerprint = extractor_fingerprint(model)
     if path.is_file():
-        return path
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("extractor_sha256") == fingerprint:
+                return path
+        log.info(f"{path} holds another extractor's features: writing them again")
     device = next(model.network.parameters()).device
     folders = sorted(f for f in root.iterdir() if f.is_dir())
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
+        f.attrs["extractor_sha256"] = fingerprint
         for folder in folders:
             regions, _ = model.frozen_features(read_frame_folder(folder)[None].to(device))
             f.create_dataset(folder.name, data=regions[0].cpu().numpy())

@@ -45,6 +45,11 @@ class HapvrTrainingModel(nn.Module):
                         "teacher": teacher.eval().requires_grad_(False) if teacher is not None else None}
         self.batch_sz_fe, self.pseudo_label_rates = batch_sz_fe, pseudo_label_rates
 
+    @property
+    def extractor(self) -> nn.Module:
+        """The frozen frame feature extractor (normalised frames -> (F, 9, D))."""
+        return self._frozen["extractor"]
+
     def _apply(self, fn, recurse=True):  # .to(device) moves the frozen parts too
         for part in self._frozen.values():
             if part is not None:

@@ -12,11 +12,16 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from models.video_video.chamfer import masked_topk_chamfer, region_chamfer, topk_chamfer
 from models.video_video.config import MIN_FRAMES, HapvrConfig, pooled_length, topk_count
 from models.video_video.layers import RegionAttention, VideoComparator
 from models.video_video.losses import similarity_regularization
+
+
+# Region-similarity elements of one block of the training forward: 2^27 (512 MB in fp32) per block.
+TRAINING_BLOCK_ELEMENTS = 1 << 27
 
 
 class HapvrNetwork(nn.Module):
@@ -61,18 +66,37 @@ class HapvrNetwork(nn.Module):
         sim = region_chamfer(sim, topk_count(target_regions, self.config.f_topk_rate))
         return sim.permute(0, 2, 1, 3)
 
-    def training_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def training_forward(self, x: torch.Tensor, max_elements: int = TRAINING_BLOCK_ELEMENTS
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All N x N pairs of a training batch (N, T, R, D) -> (frame_sim (N, N, T, T), video_sim (N, N) in [0, 1],
-        the regulariser on comparator outputs outside [-1, 1] (scalar, fp32))."""
+        the regulariser on comparator outputs outside [-1, 1] (scalar, fp32)).
+
+        With gradients, query rows go in blocks whose region similarities (rows x T x R x N x T x R) stay near
+        `max_elements`, each under activation checkpointing: backward recomputes a block instead of keeping the
+        (N T R)^2 region similarities and the comparator's activations of every pair (tens of GB at the published
+        batch), so memory grows with N^2 T^2 (the frame maps), not with N^2 T^2 R^2."""
         self._check("training batch", x, 4)
-        num = x.shape[0]
+        num, frames, regions = x.shape[:3]
         x = self.index_video(x)
-        frame_sim = self.frame_similarity(x, x)
+        rows = max(1, max_elements // (frames * regions) ** 2 // num)
+        if not torch.is_grad_enabled() or rows >= num:
+            frame_sim, video_sim, reg = self._pair_rows(x, x)
+        else:
+            parts = [checkpoint(self._pair_rows, x[start:start + rows], x, use_reentrant=False)
+                     for start in range(0, num, rows)]
+            frame_sim, video_sim = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            reg = torch.stack([p[2] for p in parts]).sum()
+        return frame_sim, video_sim, reg
+
+    def _pair_rows(self, rows: torch.Tensor, videos: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Indexed query rows (r, T, R, D) against indexed videos (N, T, R, D): (r, N, T, T), (r, N), reg."""
+        frame_sim = self.frame_similarity(rows, videos)
         out = self.comparator_module(frame_sim.flatten(0, 1).unsqueeze(1)).squeeze(1)
         reg = similarity_regularization(out)
         sim = F.hardtanh(out) / 2.0 + 0.5
         video_sim = topk_chamfer(sim, topk_count(sim.shape[-1], self.config.v_topk_rate))
-        return frame_sim, video_sim.view(num, num), reg
+        return frame_sim, video_sim.view(rows.shape[0], videos.shape[0]), reg
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.training_forward(x)

@@ -107,3 +107,20 @@ def test_training_forward_under_bf16_autocast(reference_network, hapvr_io):
         frame_sim, video_sim, reg = reference_network.training_forward(hapvr_io["features"])
     assert reg.dtype == torch.float32
     assert (video_sim.float() - hapvr_io["video_sim"]).abs().max() < 0.05
+
+
+def test_the_blocked_training_forward_equals_the_whole_one_with_its_gradients(hapvr_state, hapvr_io):
+    from models import load_hapvr_model
+
+    x = hapvr_io["features"]
+    outputs, grads = [], []
+    for max_elements in (1 << 40, 2 * (16 * 9) ** 2 * 6):  # one block; blocks of 2 query rows (3 blocks)
+        network = load_hapvr_model(hapvr_state)
+        frame_sim, video_sim, reg = network.training_forward(x, max_elements=max_elements)
+        (frame_sim.mean() + video_sim.sum() + reg).backward()
+        outputs.append((frame_sim.detach(), video_sim.detach(), reg.detach()))
+        grads.append({k: p.grad.clone() for k, p in network.named_parameters()})
+    for whole, blocked in zip(*outputs):
+        torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=1e-5)
+    for key in grads[0]:
+        torch.testing.assert_close(grads[1][key], grads[0][key], atol=1e-6, rtol=1e-4)

@@ -183,7 +183,8 @@ COMMANDS = {"index": run_index, "query": run_query}
 
 
 def main(argv: list[str]) -> dict | list[dict]:
-    """`index ...` or `query ...`; --config presets as in test.py; input errors end in one line."""
+    """`index ...` or `query ...`; --config presets as in test.py. Input errors are DataError, CheckpointError or
+    RunError, which `cli` prints as one line `search.py: error: ...`."""
     if not argv or argv[0] not in COMMANDS:
         raise SystemExit(f"usage: {PROG} {{index,query}} ... (`{PROG} index --help`, `{PROG} query --help`)")
     command = argv[0]
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> dict | list[dict]:
     set_debug(cfg.debug)
     try:
         return COMMANDS[command](cfg)
-    except (ValueError, OSError) as err:  # DataError, CheckpointError, RunError are ValueErrors
+    except OSError as err:  # a file that cannot be read or written: one line, as the input errors (cli)
         if debugging():
             raise
-        raise SystemExit(f"{PROG} {command}: error: {err}") from None
+        raise RunError(f"{command}: {err}") from None

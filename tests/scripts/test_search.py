@@ -184,3 +184,32 @@ def test_another_or_changed_checkpoint_is_refused(built, trained, tmp_path, caps
     shutil.copy2(other, copy)
     code, _, err = run(capsys, "query", "--index", tmp_path / "index", "a red circle", "--device", "cpu")
     assert code == 1 and f"{copy.resolve()}: changed since" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hbi_reranks_with_rate_as_test_py(tiny_demo, evaluated, captions, tmp_path, capsys):
+    from models.clip.adapter import ClipConfig
+    from models.text_video import build_retrieval_model
+    from tests.helpers import ARCH
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "hbi.bin"
+    torch.save(build_retrieval_model(ClipConfig(**json.loads(ARCH)), "hbi", "seqTransf", 1).reference_state_dict(),
+               checkpoint)
+    rate = ["--rate", "1", "0.5", "0.25"]
+    load_test_entry().main(eval_argv(tiny_demo, tmp_path / "eval", "--init_model", str(checkpoint), "--model", "hbi",
+                                     *rate))
+    sims = np.load(tmp_path / "eval" / "sims_test.npy")
+    cols = evaluated[1]
+    videos = gallery(tiny_demo, tmp_path / "videos", cols)
+    code, _, err = index(capsys, checkpoint, videos, tmp_path / "index", "--model", "hbi")
+    assert code == 0, err
+    code, out, err = run(capsys, "query", "--index", tmp_path / "index", *captions, "--top_k", "8", "--rerank", "8",
+                         "--max_words", "12", "--json", "--device", "cpu", *rate)
+    assert code == 0, err
+    scores = np.full(sims.shape, np.nan)
+    for row in map(json.loads, out.strip().splitlines()):
+        scores[captions.index(row["query"]), cols.index(video_of(row["id"]))] = row["score"]
+    assert np.abs(scores - sims).max() < 1e-3
+    code, out, _ = run(capsys, "query", "--index", tmp_path / "index", captions[0], "--top_k", "8", "--json",
+                       "--max_words", "12", "--device", "cpu")  # the index's rate: 1 0 0, entity level only
+    assert code == 0 and json.loads(out.splitlines()[0])["score"] != pytest.approx(np.nanmax(scores[0]), abs=1e-6)

@@ -44,7 +44,7 @@ def index(capsys, checkpoint: Path, videos: Path, out: Path, *extra: str) -> tup
 
 @pytest.fixture(scope="module")
 def trained(tiny_demo, tmp_path_factory) -> Path:
-    """One epoch of the tiny WTI model (tests/helpers.py's flags), copied so tests may change the copy."""
+    """One epoch of the tiny WTI model (tests/helpers.py's flags); tests change only copies of it."""
     out = tmp_path_factory.mktemp("trained")
     main_retrieval.main(argv(tiny_demo, out))
     return out / "pytorch_model.bin.best"
@@ -150,7 +150,8 @@ def test_every_caption_ranks_as_test_py(built, evaluated, captions, capsys):
         assert [top[c] for c in captions] == [cols[i] for i in sims.argmax(1)]
         hits = [top[c] == cols[i] for i, c in enumerate(captions)]
         assert 100.0 * np.mean(hits) == pytest.approx(metrics["t2v_R1"])
-        assert all(0.0 <= row["time"] < 1.0 for row in rows)  # 8 frames at 8 fps
+        # 8 frames at 8 fps read at 4 per second: frames 0, 2, 4, 6.
+        assert {row["time"] for row in rows} <= {0.0, 0.25, 0.5, 0.75}
 
 
 def test_unreadable_file_is_listed_and_skipped(built, trained, capsys):
@@ -213,3 +214,16 @@ def test_hbi_reranks_with_rate_as_test_py(tiny_demo, evaluated, captions, tmp_pa
     code, out, _ = run(capsys, "query", "--index", tmp_path / "index", captions[0], "--top_k", "8", "--json",
                        "--max_words", "12", "--device", "cpu")  # the index's rate: 1 0 0, entity level only
     assert code == 0 and json.loads(out.splitlines()[0])["score"] != pytest.approx(np.nanmax(scores[0]), abs=1e-6)
+
+
+def test_config_presets_work_as_in_test_py(tiny_demo, trained, evaluated, tmp_path, capsys):
+    from tests.helpers import ROOT
+
+    videos = gallery(tiny_demo, tmp_path / "videos", evaluated[1][:2])
+    code, _, err = run(capsys, "index", "--config", ROOT / "config" / "demo.yaml", "--init_model", trained,
+                       "--videos", videos, "--index", tmp_path / "index", "--workers", "0", "--max_frames", "3")
+    assert code == 0, err
+    assert "keys not used by this program: do_train" in err  # training keys are listed and skipped
+    manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
+    # The preset's video_framerate 2; the command line's --max_frames wins over the preset's 6.
+    assert manifest["input"]["video_framerate"] == 2.0 and manifest["input"]["max_frames"] == 3

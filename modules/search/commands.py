@@ -61,8 +61,8 @@ class _ShardWriter:
 
 
 def run_index(cfg: argparse.Namespace) -> dict:
-    """Builds or updates the index; returns {"encoded", "unchanged", "dropped", "unreadable"} (counts and the
-    list of unreadable files with their reasons)."""
+    """Builds or updates the index; returns {"encoded", "changed", "unchanged", "removed"} (counts) and
+    "unreadable" (every unreadable file with its reason)."""
     if not cfg.init_model:
         raise RunError("search.py index: pass --init_model CHECKPOINT (the trained model that encodes the videos)")
     root, folder = Path(cfg.videos).resolve(), Path(cfg.index)
@@ -78,7 +78,7 @@ def run_index(cfg: argparse.Namespace) -> dict:
     else:
         folder.mkdir(parents=True, exist_ok=True)
         index = SearchIndex.new(folder, root, record, inputs)
-    todo, kept, dropped = index.plan(find_videos(root))
+    todo, kept, changed, removed = index.plan(find_videos(root))
     writer, encoded = _ShardWriter(index, cfg.shard_size), 0
     if todo:
         dataset = FolderVideos(todo, cfg.max_frames, cfg.video_framerate, cfg.slice_framepos, cfg.video_backend,
@@ -96,9 +96,11 @@ def run_index(cfg: argparse.Namespace) -> dict:
     unreadable = [{"id": v["id"], "reason": v["reason"]} for v in index.manifest["unreadable"]]
     for item in unreadable:
         print(f"{PROG} index: unreadable, skipped: {item['id']}: {item['reason']}", flush=True)
-    print(f"{PROG} index: {encoded} videos encoded, {len(kept)} unchanged, {len(dropped)} dropped, "
-          f"{len(unreadable)} unreadable; {len(index.manifest['videos'])} videos in {folder}", flush=True)
-    return {"encoded": encoded, "unchanged": len(kept), "dropped": len(dropped), "unreadable": unreadable}
+    print(f"{PROG} index: {encoded} videos encoded ({len(changed)} changed), {len(kept)} unchanged, "
+          f"{len(removed)} removed, {len(unreadable)} unreadable; {len(index.manifest['videos'])} videos in "
+          f"{folder}", flush=True)
+    return {"encoded": encoded, "changed": len(changed), "unchanged": len(kept), "removed": len(removed),
+            "unreadable": unreadable}
 
 
 def _check_model(index: SearchIndex, expected: str | None) -> None:

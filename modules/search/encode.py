@@ -68,13 +68,16 @@ def encode_videos(model: nn.Module, dataset: FolderVideos, device: torch.device,
 
 
 @torch.no_grad()
-def encode_captions(model: nn.Module, texts: list[str], max_words: int, device: torch.device, precision: str
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captions -> ((N, max_words, D) float32 per-token features, (N, max_words) int64 mask), as evaluation."""
+def encode_captions(model: nn.Module, texts: list[str], max_words: int, device: torch.device, precision: str,
+                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions -> ((N, max_words, D) float32 per-token features, (N, max_words) int64 mask), as evaluation,
+    `batch_size` captions per encoder call."""
     tokenizer = ClipTokenizer()
     pairs = [tokenizer(text, max_words) for text in texts]
     ids = torch.from_numpy(np.stack([p[0] for p in pairs])).to(device)
     mask = torch.from_numpy(np.stack([p[1] for p in pairs])).to(device)
-    with autocast_context(device, precision):
-        feats = model.encode_text(ids, mask)
-    return feats.float(), mask
+    feats = []
+    for start in range(0, len(texts), batch_size):
+        with autocast_context(device, precision):
+            feats.append(model.encode_text(ids[start:start + batch_size], mask[start:start + batch_size]).float())
+    return torch.cat(feats), mask

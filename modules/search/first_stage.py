@@ -47,6 +47,8 @@ class TokenSearch:
         `per_word` (default: enough for every frame of `count` videos) nearest frame tokens are fetched per word."""
         frames_per_video = max(1, self.index.ntotal // max(1, self.num_videos))
         k = min(self.index.ntotal, per_word or count * frames_per_video)
+        if count >= self.num_videos and per_word is None:
+            k = self.index.ntotal  # every video is a candidate: each word must reach every video's frames
         out = []
         for q, vectors in enumerate(words):
             sims, rows = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)

@@ -88,26 +88,28 @@ class SearchIndex:
             changed = _differences(self.manifest["input"], inputs)
             raise RunError(f"{where}: built with other input flags ({'; '.join(changed)}): use another --index")
 
-    def plan(self, files: list[VideoFile]) -> tuple[list[VideoFile], list[str], list[str]]:
-        """(files to encode: new, changed, or unreadable and changed; ids kept; ids dropped: removed from the
-        folder, changed, or once unreadable and changed). A file that was unreadable and is unchanged stays listed
-        as unreadable without another try."""
+    def plan(self, files: list[VideoFile]) -> tuple[list[VideoFile], list[str], list[str], list[str]]:
+        """(files to encode: new or changed; ids unchanged; ids changed; ids removed from the folder). A file that
+        was unreadable and is unchanged stays listed as unreadable without another try; the entries of changed and
+        removed files are dropped here."""
         indexed = {v["id"]: v for v in self.manifest["videos"]}
         failed = {v["id"]: v for v in self.manifest["unreadable"]}
         present = {f.id for f in files}
-        todo, kept = [], []
+        todo, kept, changed = [], [], []
         for f in files:
             known = indexed.get(f.id) or failed.get(f.id)
             if known is not None and (known["size"], known["mtime_ns"]) == f.stamp:
                 kept.append(f.id)
-            else:
-                todo.append(f)
+                continue
+            todo.append(f)
+            if known is not None:
+                changed.append(f.id)
         redo = {f.id for f in todo}
-        dropped = [i for i in indexed if i not in present or i in redo]
+        removed = [i for i in (*indexed, *failed) if i not in present]
         self.manifest["videos"] = [v for v in self.manifest["videos"] if v["id"] in present and v["id"] not in redo]
         self.manifest["unreadable"] = [v for v in self.manifest["unreadable"]
                                        if v["id"] in present and v["id"] not in redo]
-        return todo, kept, dropped
+        return todo, kept, changed, removed
 
     def add_shard(self, files: list[VideoFile], arrays: dict[str, np.ndarray]) -> None:
         """Writes one shard of `files` (in row order) with `ARRAYS` and lists its videos."""

@@ -77,7 +77,7 @@ class FolderVideos(Dataset):
                                  backend=self.backend, sampler=FRAME_SAMPLER,
                                  on_positions=lambda positions, fps: picked.update(positions=positions, fps=fps))
             video, mask = pad_frames(frames_to_tensor(frames, self.image_size, train=False), self.max_frames)
-        except DataError as err:
+        except ValueError as err:  # DataError (the reader's one line) or frames the transforms cannot take
             size = self.image_size
             return {"video": torch.zeros(self.max_frames, 3, size, size), "index": torch.tensor(index),
                     "video_mask": torch.zeros(self.max_frames, dtype=torch.int64), "times": times, "error": str(err)}

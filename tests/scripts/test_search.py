@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import json
 import shutil
 from pathlib import Path
@@ -113,20 +114,21 @@ def test_second_index_encodes_only_new_files(tiny_demo, trained, evaluated, tmp_
     calls = count_encoded(monkeypatch)
     code, out, err = index(capsys, trained, videos, tmp_path / "index")
     assert code == 0, err
-    assert sum(calls) == 5 and "5 videos encoded, 0 unchanged, 0 dropped, 0 unreadable" in out
+    assert sum(calls) == 5 and "5 videos encoded (0 changed), 0 unchanged, 0 removed, 0 unreadable" in out
     gallery(tiny_demo, videos, ids[5:7])
     calls.clear()
     code, out, err = index(capsys, trained, videos, tmp_path / "index")
     assert code == 0, err
-    assert sum(calls) == 2 and "2 videos encoded, 5 unchanged, 0 dropped" in out
+    assert sum(calls) == 2 and "2 videos encoded (0 changed), 5 unchanged, 0 removed" in out
     calls.clear()
     code, out, _ = index(capsys, trained, videos, tmp_path / "index")
-    assert sum(calls) == 0 and "0 videos encoded, 7 unchanged, 0 dropped" in out
+    assert sum(calls) == 0 and "0 videos encoded (0 changed), 7 unchanged, 0 removed" in out
     (videos / f"{ids[0]}.mp4").unlink()
     changed = videos / "more" / f"{ids[1]}.mp4"
-    shutil.copy2(videos / f"{ids[2]}.mp4", changed)  # another file's bytes and time: re-encoded
+    shutil.copy2(videos / f"{ids[2]}.mp4", changed)  # another file's bytes, and a new modification time
+    os.utime(changed, ns=(1, 10**18))
     code, out, _ = index(capsys, trained, videos, tmp_path / "index")
-    assert sum(calls) == 1 and "1 videos encoded, 5 unchanged, 2 dropped" in out
+    assert sum(calls) == 1 and "1 videos encoded (1 changed), 5 unchanged, 1 removed" in out
     manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
     assert [v["id"] for v in manifest["videos"]] == sorted(p.relative_to(videos).as_posix()
                                                         for p in videos.rglob("*.mp4"))
@@ -157,7 +159,7 @@ def test_every_caption_ranks_as_test_py(built, evaluated, captions, capsys):
 def test_unreadable_file_is_listed_and_skipped(built, trained, capsys):
     videos, folder, out = built
     assert "search.py index: unreadable, skipped: broken.mp4: " in out
-    assert "2 videos encoded, 6 unchanged, 0 dropped, 1 unreadable; 8 videos" in out
+    assert "2 videos encoded (0 changed), 6 unchanged, 0 removed, 1 unreadable; 8 videos" in out
     manifest = json.loads((folder / MANIFEST).read_text())
     assert [v["id"] for v in manifest["unreadable"]] == ["broken.mp4"] and manifest["unreadable"][0]["reason"]
     code, out, _ = run(capsys, "query", "--index", folder, "a red circle", "--top_k", "20", "--json",

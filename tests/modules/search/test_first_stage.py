@@ -51,3 +51,11 @@ def test_auto_mode():
     assert resolve_mode("pooled", "wti") == "pooled"
     with pytest.raises(ValueError, match="--first_stage"):
         resolve_mode("ivf", "wti")
+
+
+def test_token_search_covering_the_gallery_returns_every_video():
+    rng = np.random.default_rng(3)
+    tokens = unit(rng.normal(size=(9, 6, 8)))
+    mask = (np.arange(6)[None] < rng.integers(1, 7, size=9)[:, None]).astype(np.int64)  # uneven lengths
+    words = unit(rng.normal(size=(2, 8)))
+    assert sorted(TokenSearch(tokens, mask).candidates([words], 9)[0].tolist()) == list(range(9))

@@ -26,14 +26,15 @@ def files(*specs: tuple[str, int]) -> list[VideoFile]:
 
 def test_plan_encodes_new_and_changed_keeps_unchanged_drops_removed(tmp_path):
     index = SearchIndex.new(tmp_path, Path("/v"), MODEL, INPUTS)
-    todo, kept, dropped = index.plan(files(("a.mp4", 1), ("b.mp4", 1), ("bad.mp4", 1)))
-    assert [f.id for f in todo] == ["a.mp4", "b.mp4", "bad.mp4"] and kept == dropped == []
+    todo, kept, changed, removed = index.plan(files(("a.mp4", 1), ("b.mp4", 1), ("bad.mp4", 1)))
+    assert [f.id for f in todo] == ["a.mp4", "b.mp4", "bad.mp4"] and kept == changed == removed == []
     index.add_shard(todo[:2], arrays(2))
     index.add_unreadable(todo[2], "cannot open")
     index.save()
     index = SearchIndex.load(tmp_path)
-    todo, kept, dropped = index.plan(files(("b.mp4", 2), ("bad.mp4", 1), ("c.mp4", 1)))
-    assert [f.id for f in todo] == ["b.mp4", "c.mp4"] and kept == ["bad.mp4"] and dropped == ["a.mp4", "b.mp4"]
+    todo, kept, changed, removed = index.plan(files(("b.mp4", 2), ("bad.mp4", 1), ("c.mp4", 1)))
+    assert [f.id for f in todo] == ["b.mp4", "c.mp4"] and kept == ["bad.mp4"]
+    assert changed == ["b.mp4"] and removed == ["a.mp4"]
     assert [v["id"] for v in index.manifest["unreadable"]] == ["bad.mp4"]
     index.add_shard(todo, arrays(2))
     index.save()
@@ -41,6 +42,8 @@ def test_plan_encodes_new_and_changed_keeps_unchanged_drops_removed(tmp_path):
     assert index.manifest["shards"] == ["shard-00001.npz"] and not (tmp_path / "shard-00000.npz").exists()
     assert [(v["id"], v["row"]) for v in index.manifest["videos"]] == [("b.mp4", 0), ("c.mp4", 1)]
     assert len(SearchIndex.load(tmp_path).gallery()) == 2
+    todo, kept, changed, removed = SearchIndex.load(tmp_path).plan(files(("c.mp4", 1)))
+    assert todo == changed == [] and kept == ["c.mp4"] and removed == ["b.mp4", "bad.mp4"]
 
 
 @pytest.mark.parametrize("change, message", [

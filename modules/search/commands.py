@@ -55,8 +55,10 @@ class _ShardWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Writes the shard, then the manifest: a run stopped later keeps what was encoded so far."""
         if self.files:
             self.index.add_shard(self.files, {k: np.concatenate(v) for k, v in self.parts.items()})
+            self.index.save()
         self.files, self.parts = [], {k: [] for k in self.parts}
 
 

@@ -8,8 +8,8 @@ shard-*.npz    feats (n, F, D) float16 per-frame features, mask (n, F) uint8, po
                vectors, times (n, F) float32 seconds of each frame (-1 on padding)
 An index answers only to the model (same sha256) and input flags it was built with. Updating it appends shards for
 new and changed files and drops the entries of removed ones; a shard no entry points into is deleted. Shard rows of
-dropped entries stay until then (no compaction yet). The manifest is written last, atomically: a crash while
-indexing leaves the previous index usable (a stray shard at worst, overwritten next time).
+dropped entries stay until then (no compaction yet). The manifest is rewritten, atomically, after every shard:
+a run that is stopped keeps the shards written so far, and the next run encodes only the rest.
 """
 from __future__ import annotations
 

@@ -229,3 +229,23 @@ def test_config_presets_work_as_in_test_py(tiny_demo, trained, evaluated, tmp_pa
     manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
     # The preset's video_framerate 2; the command line's --max_frames wins over the preset's 6.
     assert manifest["input"]["video_framerate"] == 2.0 and manifest["input"]["max_frames"] == 3
+
+
+def test_a_stopped_index_run_keeps_its_finished_shards(tiny_demo, trained, evaluated, tmp_path, capsys,
+                                                       monkeypatch):
+    videos = gallery(tiny_demo, tmp_path / "videos", evaluated[1][:5])
+    encode, calls = RetrievalModel.encode_video, []
+
+    def stop_at_the_third_batch(self, frames, mask):
+        calls.append(frames.shape[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt("stopped")
+        return encode(self, frames, mask)
+    monkeypatch.setattr(RetrievalModel, "encode_video", stop_at_the_third_batch)
+    code, _, _ = index(capsys, trained, videos, tmp_path / "index", "--batch_size_val", "1", "--shard_size", "2")
+    assert code == 130  # Ctrl-C after one shard of two videos was written
+    monkeypatch.setattr(RetrievalModel, "encode_video", encode)
+    calls = count_encoded(monkeypatch)
+    code, out, err = index(capsys, trained, videos, tmp_path / "index", "--batch_size_val", "1")
+    assert code == 0, err
+    assert sum(calls) == 3 and "3 videos encoded (0 changed), 2 unchanged" in out

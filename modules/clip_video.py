@@ -35,16 +35,25 @@ def add_video_flags(p: argparse.ArgumentParser, title: str = "video") -> None:
     g.add_argument("--video_path", "--features_path", dest="video_path", default="data/msrvtt/videos",
                    help="folder of the video files")
     g.add_argument("--max_words", type=positive_int, default=32)
+    add_frame_flags(g)
+    g.add_argument("--skip_bad_videos", type=int, default=0,
+                   help="training only: skip unreadable videos (counted in the log) instead of stopping")
+    g.add_argument("--train_augment", type=int, default=1,
+                   help="clip-consistent RandAugment on training videos (the reference always applies it)")
+
+
+# The flags that decide which frames of a video are read and how: what a search index is built with.
+FRAME_FLAGS = ("max_frames", "video_framerate", "slice_framepos", "video_backend")
+
+
+def add_frame_flags(g) -> None:
+    """How frames are sampled and decoded (`FRAME_FLAGS`), into the argument group `g`."""
     g.add_argument("--max_frames", type=positive_int, default=12)
     g.add_argument("--video_framerate", "--feature_framerate", dest="video_framerate", type=positive_float,
                    default=1.0, help="frames per second read before sub-sampling")
     g.add_argument("--slice_framepos", type=slice_mode, default="uniform",
                    help="frames kept when a video has more than --max_frames: 0/head, 1/tail, 2/uniform")
     g.add_argument("--video_backend", default="decord", choices=list(BACKENDS))
-    g.add_argument("--skip_bad_videos", type=int, default=0,
-                   help="training only: skip unreadable videos (counted in the log) instead of stopping")
-    g.add_argument("--train_augment", type=int, default=1,
-                   help="clip-consistent RandAugment on training videos (the reference always applies it)")
 
 
 def add_backbone_flags(g, base_encoder: str, training: bool = True) -> None:

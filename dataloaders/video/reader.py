@@ -227,8 +227,10 @@ BACKENDS: dict[str, Callable[[str, Chooser], np.ndarray]] = {"decord": _read_dec
 
 def read_frames(path: str, framerate: float, max_frames: int, slice_framepos: str = "uniform",
                 start: float | None = None, end: float | None = None, backend: str = "decord",
-                sampler: str = DEFAULT_SAMPLER) -> np.ndarray:
+                sampler: str = DEFAULT_SAMPLER,
+                on_positions: Callable[[np.ndarray, float], None] | None = None) -> np.ndarray:
     """Decode the frames `sampler` picks from `path` (opened once) as uint8 (T, H, W, 3) RGB, 1 <= T <= max_frames.
+    `on_positions(positions (T,) int64, fps)`, when given, is told which frames were picked (search shows times).
 
     Raises DataError for flag values no video can satisfy, and naming the path when the file is missing, cannot be
     opened, is truncated, or has no frames in the range; ValueError for an unknown backend or sampler name.
@@ -246,4 +248,11 @@ def read_frames(path: str, framerate: float, max_frames: int, slice_framepos: st
     if not os.path.isfile(path):
         raise DataError(f"{path}: video file not found")
     choose = functools.partial(_choose, sampler, framerate, max_frames, slice_framepos, start, end)
+    if on_positions is not None:
+        pick = choose
+
+        def choose(path: str, n_frames: int, fps: float) -> np.ndarray:
+            positions = pick(path, n_frames, fps)
+            on_positions(positions, fps)
+            return positions
     return BACKENDS[backend](path, choose)

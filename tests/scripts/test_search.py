@@ -1,0 +1,251 @@
+"""scripts/search.py end to end on the tiny demo data with a tiny trained WTI model: querying every test caption
+ranks the videos as test.py scores them (same argmax, same R@1, scores within fp16 storage error); re-indexing
+encodes only new or changed files and drops removed ones; an unreadable file is listed and skipped; an index is
+refused with another checkpoint, a changed one, or other input flags."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main_retrieval
+from models.text_video.retrieval import RetrievalModel
+from modules.engine.errors import cli
+from modules.search.index import MANIFEST
+from scripts import search as script
+from tests.helpers import argv, eval_argv, load_test_entry
+
+# The tiny model's input flags, as tests/helpers.py's eval_argv gives them to test.py.
+MODEL_FLAGS = ["--model", "wti", "--num_hidden_layers", "1", "--max_frames", "4", "--video_framerate", "4",
+               "--workers", "0", "--batch_size_val", "3", "--device", "cpu"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """The command in this process as `python -m scripts.search` runs it: (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        cli(script.main, [str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def index(capsys, checkpoint: Path, videos: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    return run(capsys, "index", "--init_model", checkpoint, "--videos", videos, "--index", out, *MODEL_FLAGS, *extra)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_demo, tmp_path_factory) -> Path:
+    """One epoch of the tiny WTI model (tests/helpers.py's flags); tests change only copies of it."""
+    out = tmp_path_factory.mktemp("trained")
+    main_retrieval.main(argv(tiny_demo, out))
+    return out / "pytorch_model.bin.best"
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_demo, trained, tmp_path_factory) -> tuple[np.ndarray, list[str], dict]:
+    """test.py on the checkpoint: (sims (8, 8), video ids of the columns, metrics)."""
+    out = tmp_path_factory.mktemp("eval")
+    metrics = load_test_entry().main(eval_argv(tiny_demo, out, "--init_model", str(trained)))
+    return np.load(out / "sims_test.npy"), json.loads((out / "sims_test_ids.json").read_text())["cols"], metrics
+
+
+@pytest.fixture(scope="module")
+def captions(tiny_demo) -> list[str]:
+    with open(tiny_demo / "MSRVTT_JSFUSION_test.csv", newline="") as f:
+        return [row["sentence"] for row in csv.DictReader(f)]
+
+
+def gallery(tiny_demo: Path, folder: Path, ids: list[str]) -> Path:
+    """`folder` with the test videos of `ids`, in a sub-folder for every other one (the walk is recursive)."""
+    for n, vid in enumerate(ids):
+        target = folder / ("more" if n % 2 else "") / f"{vid}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tiny_demo / "videos" / f"{vid}.mp4", target)
+    return folder
+
+
+def video_of(result_id: str) -> str:
+    return Path(result_id).stem
+
+
+def count_encoded(monkeypatch) -> list[int]:
+    """Rows passed to the model's video encoder, call by call."""
+    calls: list[int] = []
+    original = RetrievalModel.encode_video
+
+    def counting(self, frames, mask):
+        calls.append(frames.shape[0])
+        return original(self, frames, mask)
+    monkeypatch.setattr(RetrievalModel, "encode_video", counting)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def built(tiny_demo, trained, evaluated, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(videos folder with all 8 test videos and a broken file, its index, what the second `index` printed);
+    built in two steps: 6 videos, then the other 2 and the broken file."""
+    root = tmp_path_factory.mktemp("search")
+    ids = evaluated[1]
+    videos = gallery(tiny_demo, root / "videos", ids[:6])
+    command = ["index", "--init_model", str(trained), "--videos", str(videos), "--index", str(root / "index"),
+               *MODEL_FLAGS]
+    script.main(command)
+    gallery(tiny_demo, videos, ids[6:])
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        script.main(command)
+    return videos, root / "index", printed.getvalue()
+
+
+def test_second_index_encodes_only_new_files(tiny_demo, trained, evaluated, tmp_path, capsys, monkeypatch):
+    ids = evaluated[1]
+    videos = gallery(tiny_demo, tmp_path / "videos", ids[:5])
+    calls = count_encoded(monkeypatch)
+    code, out, err = index(capsys, trained, videos, tmp_path / "index")
+    assert code == 0, err
+    assert sum(calls) == 5 and "5 videos encoded (0 changed), 0 unchanged, 0 removed, 0 unreadable" in out
+    gallery(tiny_demo, videos, ids[5:7])
+    calls.clear()
+    code, out, err = index(capsys, trained, videos, tmp_path / "index")
+    assert code == 0, err
+    assert sum(calls) == 2 and "2 videos encoded (0 changed), 5 unchanged, 0 removed" in out
+    calls.clear()
+    code, out, _ = index(capsys, trained, videos, tmp_path / "index")
+    assert sum(calls) == 0 and "0 videos encoded (0 changed), 7 unchanged, 0 removed" in out
+    (videos / f"{ids[0]}.mp4").unlink()
+    changed = videos / "more" / f"{ids[1]}.mp4"
+    shutil.copy2(videos / f"{ids[2]}.mp4", changed)  # another file's bytes, and a new modification time
+    os.utime(changed, ns=(1, 10**18))
+    code, out, _ = index(capsys, trained, videos, tmp_path / "index")
+    assert sum(calls) == 1 and "1 videos encoded (1 changed), 5 unchanged, 1 removed" in out
+    manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
+    assert [v["id"] for v in manifest["videos"]] == sorted(p.relative_to(videos).as_posix()
+                                                        for p in videos.rglob("*.mp4"))
+    assert all((tmp_path / "index" / name).is_file() for name in manifest["shards"])
+
+
+def test_every_caption_ranks_as_test_py(built, evaluated, captions, capsys):
+    sims, cols, metrics = evaluated
+    _, folder, _ = built
+    for stage in ("tokens", "pooled"):
+        code, out, err = run(capsys, "query", "--index", folder, *captions, "--top_k", "8", "--rerank", "8",
+                             "--max_words", "12", "--first_stage", stage, "--json", "--device", "cpu")
+        assert code == 0, err
+        rows = [json.loads(line) for line in out.strip().splitlines()]
+        scores = np.full(sims.shape, np.nan)
+        for row in rows:
+            scores[captions.index(row["query"]), cols.index(video_of(row["id"]))] = row["score"]
+        # Features are stored in fp16: scores agree to well within the gaps between videos.
+        assert np.abs(scores - sims).max() < 1e-3
+        top = {row["query"]: video_of(row["id"]) for row in rows if row["rank"] == 1}
+        assert [top[c] for c in captions] == [cols[i] for i in sims.argmax(1)]
+        hits = [top[c] == cols[i] for i, c in enumerate(captions)]
+        assert 100.0 * np.mean(hits) == pytest.approx(metrics["t2v_R1"])
+        # 8 frames at 8 fps read at 4 per second: frames 0, 2, 4, 6.
+        assert {row["time"] for row in rows} <= {0.0, 0.25, 0.5, 0.75}
+
+
+def test_unreadable_file_is_listed_and_skipped(built, trained, capsys):
+    videos, folder, out = built
+    assert "search.py index: unreadable, skipped: broken.mp4: " in out
+    assert "2 videos encoded (0 changed), 6 unchanged, 0 removed, 1 unreadable; 8 videos" in out
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert [v["id"] for v in manifest["unreadable"]] == ["broken.mp4"] and manifest["unreadable"][0]["reason"]
+    code, out, _ = run(capsys, "query", "--index", folder, "a red circle", "--top_k", "20", "--json",
+                       "--device", "cpu", "--max_words", "12")
+    assert code == 0 and "broken.mp4" not in out and len(out.strip().splitlines()) == 8
+
+
+def test_another_or_changed_checkpoint_is_refused(built, trained, tmp_path, capsys):
+    videos, folder, _ = built
+    other = tmp_path / "other.bin"
+    state = torch.load(trained, weights_only=True)
+    state["clip.logit_scale"] = state["clip.logit_scale"] + 1.0
+    torch.save(state, other)
+    code, _, err = run(capsys, "query", "--index", folder, "a red circle", "--init_model", other, "--device", "cpu")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"--init_model {other}: not the checkpoint {folder / MANIFEST} was built with" in err
+    code, _, err = index(capsys, other, videos, folder)
+    assert code == 1 and "built with another model (sha256" in err
+    code, _, err = index(capsys, trained, videos, folder, "--max_frames", "3")
+    assert code == 1 and "built with other input flags (max_frames 4 (now 3))" in err
+    copy = tmp_path / "copy.bin"
+    shutil.copy2(trained, copy)
+    code, _, err = index(capsys, copy, videos, tmp_path / "index")
+    assert code == 0, err
+    shutil.copy2(other, copy)
+    code, _, err = run(capsys, "query", "--index", tmp_path / "index", "a red circle", "--device", "cpu")
+    assert code == 1 and f"{copy.resolve()}: changed since" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hbi_reranks_with_rate_as_test_py(tiny_demo, evaluated, captions, tmp_path, capsys):
+    from models.clip.adapter import ClipConfig
+    from models.text_video import build_retrieval_model
+    from tests.helpers import ARCH
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "hbi.bin"
+    torch.save(build_retrieval_model(ClipConfig(**json.loads(ARCH)), "hbi", "seqTransf", 1).reference_state_dict(),
+               checkpoint)
+    rate = ["--rate", "1", "0.5", "0.25"]
+    load_test_entry().main(eval_argv(tiny_demo, tmp_path / "eval", "--init_model", str(checkpoint), "--model", "hbi",
+                                     *rate))
+    sims = np.load(tmp_path / "eval" / "sims_test.npy")
+    cols = evaluated[1]
+    videos = gallery(tiny_demo, tmp_path / "videos", cols)
+    code, _, err = index(capsys, checkpoint, videos, tmp_path / "index", "--model", "hbi")
+    assert code == 0, err
+    code, out, err = run(capsys, "query", "--index", tmp_path / "index", *captions, "--top_k", "8", "--rerank", "8",
+                         "--max_words", "12", "--json", "--device", "cpu", *rate)
+    assert code == 0, err
+    scores = np.full(sims.shape, np.nan)
+    for row in map(json.loads, out.strip().splitlines()):
+        scores[captions.index(row["query"]), cols.index(video_of(row["id"]))] = row["score"]
+    assert np.abs(scores - sims).max() < 1e-3
+    code, out, _ = run(capsys, "query", "--index", tmp_path / "index", captions[0], "--top_k", "8", "--json",
+                       "--max_words", "12", "--device", "cpu")  # the index's rate: 1 0 0, entity level only
+    assert code == 0 and json.loads(out.splitlines()[0])["score"] != pytest.approx(np.nanmax(scores[0]), abs=1e-6)
+
+
+def test_config_presets_work_as_in_test_py(tiny_demo, trained, evaluated, tmp_path, capsys):
+    from tests.helpers import ROOT
+
+    videos = gallery(tiny_demo, tmp_path / "videos", evaluated[1][:2])
+    code, _, err = run(capsys, "index", "--config", ROOT / "config" / "demo.yaml", "--init_model", trained,
+                       "--videos", videos, "--index", tmp_path / "index", "--workers", "0", "--max_frames", "3")
+    assert code == 0, err
+    assert "keys not used by this program: do_train" in err  # training keys are listed and skipped
+    manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
+    # The preset's video_framerate 2; the command line's --max_frames wins over the preset's 6.
+    assert manifest["input"]["video_framerate"] == 2.0 and manifest["input"]["max_frames"] == 3
+
+
+def test_a_stopped_index_run_keeps_its_finished_shards(tiny_demo, trained, evaluated, tmp_path, capsys,
+                                                       monkeypatch):
+    videos = gallery(tiny_demo, tmp_path / "videos", evaluated[1][:5])
+    encode, calls = RetrievalModel.encode_video, []
+
+    def stop_at_the_third_batch(self, frames, mask):
+        calls.append(frames.shape[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt("stopped")
+        return encode(self, frames, mask)
+    monkeypatch.setattr(RetrievalModel, "encode_video", stop_at_the_third_batch)
+    code, _, _ = index(capsys, trained, videos, tmp_path / "index", "--batch_size_val", "1", "--shard_size", "2")
+    assert code == 130  # Ctrl-C after one shard of two videos was written
+    monkeypatch.setattr(RetrievalModel, "encode_video", encode)
+    calls = count_encoded(monkeypatch)
+    code, out, err = index(capsys, trained, videos, tmp_path / "index", "--batch_size_val", "1")
+    assert code == 0, err
+    assert sum(calls) == 3 and "3 videos encoded (0 changed), 2 unchanged" in out

@@ -19,6 +19,7 @@ from modules.search.first_stage import PooledSearch, TokenSearch, resolve_mode
 from modules.search.flags import MODEL_FLAGS, PARSERS, not_used, pick_device
 from modules.search.index import MANIFEST, SearchIndex
 from modules.search.rerank import rerank
+from modules.search.serve import make_server
 from modules.search.videos import FRAME_SAMPLER, FolderVideos, find_videos
 
 PROG = "search.py"
@@ -132,39 +133,60 @@ def _texts(cfg: argparse.Namespace) -> list[str]:
     return texts
 
 
-def run_query(cfg: argparse.Namespace) -> list[dict]:
-    """Ranks the indexed videos for every query; prints a table (or JSON lines) and returns the rows
-    {"query", "rank", "id", "path", "score", "time"}."""
-    index = SearchIndex.load(cfg.index)
-    _check_model(index, cfg.init_model)
-    record = index.manifest["model"]
-    is_hbi = record["flags"]["model"] == "hbi"
-    if cfg.rate is not None and not is_hbi:
-        raise RunError(f"--rate weighs HBI's levels; {cfg.index} holds a {record['flags']['model']!r} model")
-    rate = tuple(cfg.rate or record["rate"]) if is_hbi else None
-    texts, device = _texts(cfg), pick_device(cfg.device)
-    model = _model_of(record, device)
-    gallery = index.gallery()
-    count = min(max(cfg.rerank, cfg.top_k), len(gallery))
-    with torch.no_grad():
-        text, text_mask = encode_captions(model, texts, cfg.max_words, device, cfg.precision)
+class Searcher:
+    """An index with its model, gallery and first stage loaded once: `search(texts)` ranks the videos for each text
+    (what `query` prints and `serve` answers)."""
+
+    def __init__(self, cfg: argparse.Namespace):
+        self.index = SearchIndex.load(cfg.index)
+        _check_model(self.index, cfg.init_model)
+        record = self.index.manifest["model"]
+        self.kind = record["flags"]["model"]
+        if cfg.rate is not None and self.kind != "hbi":
+            raise RunError(f"--rate weighs HBI's levels; {cfg.index} holds a {self.kind!r} model")
+        self.rate = tuple(cfg.rate or record["rate"]) if self.kind == "hbi" else None
+        self.device, self.precision, self.max_words = pick_device(cfg.device), cfg.precision, cfg.max_words
+        self.model = _model_of(record, self.device)
+        self.gallery = self.index.gallery()
+        self.mode = resolve_mode(cfg.first_stage, self.kind)
+        with torch.no_grad():
+            if self.mode == "pooled":
+                self.first_stage = PooledSearch(self.gallery.pooled)
+            else:
+                frames = entity_tokens(self.model, self.gallery.feats.to(self.device),
+                                       self.gallery.mask.to(self.device), "video")
+                self.first_stage = TokenSearch(frames.feats.cpu().numpy(), self.gallery.mask.numpy())
+
+    @torch.no_grad()
+    def search(self, texts: list[str], top_k: int, rerank_count: int) -> list[dict]:
+        """Rows {"query", "rank", "id", "path", "score", "time"}: the `top_k` best of `rerank_count` candidates
+        re-scored with the model's own similarity."""
+        gallery, model = self.gallery, self.model
+        count = min(max(rerank_count, top_k), len(gallery))
+        text, text_mask = encode_captions(model, texts, self.max_words, self.device, self.precision)
         words = entity_tokens(model, text, text_mask, "text")
-        if resolve_mode(cfg.first_stage, record["flags"]["model"]) == "pooled":
-            candidates = PooledSearch(gallery.pooled).candidates(pooled(words).cpu().numpy(), count)
+        if self.mode == "pooled":
+            candidates = self.first_stage.candidates(pooled(words).cpu().numpy(), count)
         else:
-            frames = entity_tokens(model, gallery.feats.to(device), gallery.mask.to(device), "video")
             real = [words.mask[q] != 0 for q in range(len(texts))]
             weights = None if words.weights is None else [words.weights[q][real[q]].cpu().numpy()
                                                           for q in range(len(texts))]
-            search = TokenSearch(frames.feats.cpu().numpy(), gallery.mask.numpy())
-            candidates = search.candidates([words.feats[q][real[q]].cpu().numpy() for q in range(len(texts))],
-                                           count, weights)
+            candidates = self.first_stage.candidates([words.feats[q][real[q]].cpu().numpy()
+                                                      for q in range(len(texts))], count, weights)
         rows = []
         for q, query in enumerate(texts):
             hits = rerank(model, text[q:q + 1], text_mask[q:q + 1], gallery.feats, gallery.mask, gallery.times,
-                          candidates[q], cfg.top_k, cfg.precision, rate)
+                          candidates[q], top_k, self.precision, self.rate)
             rows += [{"query": query, "rank": rank, "id": gallery.ids[h.row], "path": gallery.paths[h.row],
                       "score": h.score, "time": h.time} for rank, h in enumerate(hits, 1)]
+        return rows
+
+
+def run_query(cfg: argparse.Namespace) -> list[dict]:
+    """Ranks the indexed videos for every query; prints a table (or JSON lines) and returns the rows
+    {"query", "rank", "id", "path", "score", "time"}."""
+    texts = _texts(cfg)
+    rows = Searcher(cfg).search(texts, cfg.top_k, cfg.rerank)
     _print(rows, bool(cfg.json))
     return rows
 
@@ -183,14 +205,26 @@ def _print(rows: list[dict], as_json: bool) -> None:
         print(f"{row['rank']:>4}  {row['score']:>8.4f}  {time:>7}  {row['id']}", flush=True)
 
 
-COMMANDS = {"index": run_index, "query": run_query}
+def run_serve(cfg: argparse.Namespace) -> None:
+    """Serves the page until Ctrl-C (modules/search/serve.py)."""
+    server = make_server(Searcher(cfg), cfg.host, cfg.port, cfg.rerank)
+    host, port = server.server_address[:2]
+    print(f"{PROG} serve: {len(server.searcher.gallery)} videos of {cfg.index} at http://{host}:{port}/ "
+          "(Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+COMMANDS = {"index": run_index, "query": run_query, "serve": run_serve}
 
 
 def main(argv: list[str]) -> dict | list[dict]:
-    """`index ...` or `query ...`; --config presets as in test.py. Input errors are DataError, CheckpointError or
+    """`index ...`, `query ...` or `serve ...`; --config presets as in test.py. Input errors are DataError, CheckpointError or
     RunError, which `cli` prints as one line `search.py: error: ...`."""
     if not argv or argv[0] not in COMMANDS:
-        raise SystemExit(f"usage: {PROG} {{index,query}} ... (`{PROG} index --help`, `{PROG} query --help`)")
+        raise SystemExit(f"usage: {PROG} {{index,query,serve}} ... (`{PROG} <command> --help`)")
     command = argv[0]
     cfg = parse_with_config(PARSERS[command](), argv[1:], not_used(command))
     set_debug(cfg.debug)

@@ -48,30 +48,46 @@ def index_parser() -> argparse.ArgumentParser:
     return p
 
 
-def query_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="search.py query", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Rank the indexed videos for each query text.")
-    p.add_argument("text", nargs="*", help="query texts (each one argument)")
-    g = p.add_argument_group("query")
+def _add_search_flags(g) -> None:
+    """What `query` and `serve` share: the index, the two stages, the text length, HBI's rate, the model check."""
     g.add_argument("--index", required=True, help="folder of an index built by `search.py index`")
-    g.add_argument("--queries", default=None, help="file of query texts, one a line (added to the texts given)")
-    g.add_argument("--top_k", type=positive_int, default=10, help="results per query")
     g.add_argument("--rerank", type=positive_int, default=200,
                    help="candidates of the first stage re-scored with the model (at least --top_k)")
     g.add_argument("--first_stage", default="auto", choices=list(MODES),
                    help="pooled: one vector per video; tokens: frame tokens vote; auto: pooled for meanP, tokens "
                         "for the token-wise models")
-    g.add_argument("--json", type=int, nargs="?", const=1, default=0, help="print JSON lines instead of a table")
     g.add_argument("--max_words", type=positive_int, default=32, help="tokens of a query text")
     g.add_argument("--rate", type=float, nargs=3, default=None, metavar=("ENTITY", "ACTION", "EVENT"),
                    help="HBI level weights (default: the index's --rate)")
     g.add_argument("--init_model", default=None,
                    help="optional: the checkpoint you expect; refused unless it is the one the index was built with")
+
+
+def query_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="search.py query", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Rank the indexed videos for each query text.")
+    p.add_argument("text", nargs="*", help="query texts (each one argument)")
+    g = p.add_argument_group("query")
+    g.add_argument("--queries", default=None, help="file of query texts, one a line (added to the texts given)")
+    g.add_argument("--top_k", type=positive_int, default=10, help="results per query")
+    g.add_argument("--json", type=int, nargs="?", const=1, default=0, help="print JSON lines instead of a table")
+    _add_search_flags(g)
     _add_device_flags(p)
     return p
 
 
-PARSERS = {"index": index_parser, "query": query_parser}
+def serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="search.py serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="A local web page (and JSON API) to search an index and watch the clips.")
+    g = p.add_argument_group("serve")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    g.add_argument("--port", type=non_negative_int, default=8000, help="0 picks a free port")
+    _add_search_flags(g)
+    _add_device_flags(p)
+    return p
+
+
+PARSERS = {"index": index_parser, "query": query_parser, "serve": serve_parser}
 
 
 def not_used(command: str) -> frozenset[str]:

@@ -249,3 +249,74 @@ def test_a_stopped_index_run_keeps_its_finished_shards(tiny_demo, trained, evalu
     code, out, err = index(capsys, trained, videos, tmp_path / "index", "--batch_size_val", "1")
     assert code == 0, err
     assert sum(calls) == 3 and "3 videos encoded (0 changed), 2 unchanged" in out
+
+
+@pytest.fixture()
+def page(built):
+    """`search.py serve` on the built index, on a free port, in a thread of this process."""
+    import threading
+
+    from modules.search import flags
+    from modules.search.commands import Searcher
+    from modules.search.serve import make_server
+
+    cfg = flags.serve_parser().parse_args(["--index", str(built[1]), "--port", "0", "--device", "cpu",
+                                           "--max_words", "12"])
+    server = make_server(Searcher(cfg), cfg.host, cfg.port, cfg.rerank)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(url: str) -> tuple[int, str, bytes]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def test_the_page_answers_what_query_prints(page, built, captions, capsys):
+    from urllib.parse import quote
+
+    status, kind, body = fetch(f"{page}/")
+    assert status == 200 and kind.startswith("text/html") and b'id="q"' in body and b"/api/search" in body
+    status, kind, body = fetch(f"{page}/api/search?q={quote(captions[0])}&top_k=3&rerank=8")
+    assert status == 200 and kind == "application/json"
+    answer = json.loads(body)
+    code, out, err = run(capsys, "query", "--index", built[1], captions[0], "--top_k", "3", "--rerank", "8",
+                         "--json", "--device", "cpu", "--max_words", "12")
+    printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["id"] for r in answer["results"]] == [r["id"] for r in printed] and len(printed) == 3
+    assert answer["results"][0]["score"] == pytest.approx(printed[0]["score"], abs=1e-6)
+
+
+def test_the_page_serves_thumbnails_and_clips_of_indexed_videos_only(page, built):
+    manifest = json.loads((built[1] / MANIFEST).read_text())
+    video = manifest["videos"][0]
+    status, kind, body = fetch(f"{page}/thumb?id={video['id']}")
+    assert status == 200 and kind == "image/jpeg" and body[:2] == b"\xff\xd8"
+    status, kind, body = fetch(f"{page}/video?id={video['id']}")
+    assert status == 200 and kind == "video/mp4" and body == Path(video["path"]).read_bytes()
+    for probe in ("/video?id=../../../etc/passwd", "/video?id=broken.mp4", "/thumb?id=", "/nothing"):
+        assert fetch(page + probe)[0] == 404, probe
+    assert fetch(f"{page}/api/search?q=")[0] == 400
+
+
+def test_a_headless_browser_renders_the_results(page, captions, tmp_path):
+    import shutil as which_shutil
+    import subprocess
+    from urllib.parse import quote
+
+    browser = which_shutil.which("chromium") or which_shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`): no screenshot of the page")
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1000,700", "--virtual-time-budget=20000",
+                    f"{page}/?q={quote(captions[0])}"], check=True, capture_output=True, timeout=120)
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -22,6 +23,24 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def check_strict(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], name: str, model: str,
+                 expected: str, optional: Callable[[str], bool] = lambda key: False, hint: str = "") -> None:
+    """A strict load's checks, one CheckpointError line naming `name` and the first bad key: every key of `own`
+    in `state` (those `optional` accepts may be absent), no other key, every shape `own`'s. `model` is who has
+    the keys ("the model", "ResNet-50"), `expected` what the file should be, `hint` ends a shape message."""
+    missing = [key for key in own if key not in state and not optional(key)]
+    if missing:
+        raise CheckpointError(f"{name}: missing key {missing[0]} ({len(missing)} missing; expected {expected})")
+    unexpected = [key for key in state if key not in own]
+    if unexpected:
+        raise CheckpointError(f"{name}: unexpected key {unexpected[0]} ({len(unexpected)} keys {model} does not "
+                              "have)")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{name}: {key} has shape {tuple(value.shape)}, {model} expects "
+                                  f"{tuple(own[key].shape)}{hint}")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ from typing import Union
 import torch
 
 from models.music_video.model import MusicVideoModel
-from models.weights import CheckpointError, read_state_dict
+from models.weights import CheckpointError, check_strict, read_state_dict
 
 Source = Union[str, Path, dict]
 _LAYER = re.compile(r"music_transformer\.layers\.(\d+)\.")
@@ -73,17 +73,6 @@ def load_music_video_model(source: Source, attention: str = "time", num_heads: i
 
 def load_reference_weights(model: MusicVideoModel, state: dict[str, torch.Tensor], name: str) -> None:
     """Strict load: every key of the model present with its shape, nothing else."""
-    own = model.reference_state_dict()
-    missing = [key for key in own if key not in state]
-    if missing:
-        raise CheckpointError(f"{name}: missing key {missing[0]} ({len(missing)} missing; expected the keys of a "
-                              f"{len(model.music_transformer.layers)}-layer BPVMR model)")
-    unexpected = [key for key in state if key not in own]
-    if unexpected:
-        raise CheckpointError(f"{name}: unexpected key {unexpected[0]} ({len(unexpected)} keys a BPVMR model "
-                              "does not have)")
-    for key, value in own.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"{name}: {key} has shape {tuple(state[key].shape)}, the model expects "
-                                  f"{tuple(value.shape)}")
+    check_strict(model.reference_state_dict(), state, name, "the model",
+                 f"the keys of a {len(model.music_transformer.layers)}-layer BPVMR model")
     model.load_state_dict({key: value.float() for key, value in state.items()})

@@ -17,7 +17,7 @@ from torch import nn
 
 from models.video_video.feature_extractor import IMAGENET_MEAN, IMAGENET_STD
 from models.video_video.loading import read_checkpoint
-from models.weights import CheckpointError
+from models.weights import CheckpointError, check_strict
 
 FLAG = "--pretrained_DINO_path"
 ARCHS = {"vit_small": "vit_small_patch16_224", "vit_base": "vit_base_patch16_224"}  # DINO's --DINO_arch names
@@ -91,19 +91,8 @@ def load_dino_weights(vit: nn.Module, path: Union[str, Path], flag: str = FLAG) 
     except CheckpointError as error:
         raise CheckpointError(f"{flag} {error}") from None
     state = _backbone_state(content, name)
-    own = vit.state_dict()
-    missing = [key for key in own if key not in state]
-    if missing:
-        raise CheckpointError(f"{name}: missing key {missing[0]} ({len(missing)} missing; expected the DINO ViT "
-                              "backbone, e.g. dino_deitsmall16_pretrain.pth)")
-    unexpected = [key for key in state if key not in own]
-    if unexpected:
-        raise CheckpointError(f"{name}: unexpected key {unexpected[0]} ({len(unexpected)} keys the ViT does not "
-                              "have)")
-    for key, value in own.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"{name}: {key} has shape {tuple(state[key].shape)}, the ViT expects "
-                                  f"{tuple(value.shape)} (another --DINO_arch?)")
+    check_strict(vit.state_dict(), state, name, "the ViT",
+                 "the DINO ViT backbone, e.g. dino_deitsmall16_pretrain.pth", hint=" (another --DINO_arch?)")
     vit.load_state_dict({key: value.float() for key, value in state.items()})
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.models import ResNet, resnet50
 
 from models.video_video.pca import PCAWhitening, load_pca, random_pca
-from models.weights import CheckpointError, read_state_dict
+from models.weights import CheckpointError, check_strict, read_state_dict
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 STAGE_CHANNELS = (256, 512, 1024, 2048)
@@ -124,20 +124,8 @@ def load_resnet50(path: Union[str, Path], flag: str = "--resnet_path") -> ResNet
     if state and all(key.startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     net = resnet50(weights=None)
-    own = net.state_dict()
-    missing = [key for key in own if key not in state and key not in _CLASSIFIER
-               and not key.endswith("num_batches_tracked")]
-    if missing:
-        raise CheckpointError(f"{name}: missing key {missing[0]} ({len(missing)} missing; expected torchvision's "
-                              "ResNet-50 state dict)")
-    unexpected = [key for key in state if key not in own]
-    if unexpected:
-        raise CheckpointError(f"{name}: unexpected key {unexpected[0]} ({len(unexpected)} keys torchvision's "
-                              "ResNet-50 does not have)")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise CheckpointError(f"{name}: {key} has shape {tuple(value.shape)}, ResNet-50 expects "
-                                  f"{tuple(own[key].shape)}")
+    check_strict(net.state_dict(), state, name, "ResNet-50", "torchvision's ResNet-50 state dict",
+                 optional=lambda key: key in _CLASSIFIER or key.endswith("num_batches_tracked"))
     net.load_state_dict(state, strict=False)  # checked above; strict would refuse files without num_batches_tracked
     return net
 

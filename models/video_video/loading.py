@@ -15,7 +15,7 @@ import torch
 
 from models.video_video.config import HapvrConfig
 from models.video_video.network import HapvrNetwork
-from models.weights import CheckpointError
+from models.weights import CheckpointError, check_strict
 
 Source = Union[str, Path, dict]
 # The reference ViSiL constructor's defaults, for train.py arguments a checkpoint lacks.
@@ -112,19 +112,8 @@ def config_from_args(args: Optional[dict], state: dict[str, torch.Tensor], name:
 
 def load_network_weights(network: HapvrNetwork, state: dict[str, torch.Tensor], name: str) -> None:
     """Strict load: every key of the network present with its shape, nothing else."""
-    own = network.state_dict()
-    missing = [key for key in own if key not in state]
-    if missing:
-        raise CheckpointError(f"{name}: missing key {missing[0]} ({len(missing)} missing; expected a HAP-VR "
-                              f"similarity network{' with attention' if network.attention is not None else ''})")
-    unexpected = [key for key in state if key not in own]
-    if unexpected:
-        raise CheckpointError(f"{name}: unexpected key {unexpected[0]} ({len(unexpected)} keys a HAP-VR "
-                              "similarity network does not have)")
-    for key, value in own.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise CheckpointError(f"{name}: {key} has shape {tuple(state[key].shape)}, the network expects "
-                                  f"{tuple(value.shape)}")
+    attention = " with attention" if network.attention is not None else ""
+    check_strict(network.state_dict(), state, name, "the network", f"a HAP-VR similarity network{attention}")
     network.load_state_dict({key: value.float() for key, value in state.items()})
 
 

@@ -35,7 +35,7 @@ from modules.engine.run import RunParts, Task
 from modules.engine.run_log import RunLog
 from modules.engine.trainer import Selection
 from modules.engine.weight_files import WeightFiles
-from modules.evaluation.video_video import ScoringOptions, score_feature_file
+from modules.evaluation.video_video import ScoreMatrix, ScoringOptions, score_feature_file
 from modules import video_video_flags
 
 parser, resolve, check = video_video_flags.parser, video_video_flags.resolve, video_video_flags.check
@@ -166,11 +166,13 @@ def evaluator(cfg: argparse.Namespace, bench: Benchmark, dist: DistInfo):
     return run
 
 
-def chance(bench: Benchmark, seed: int = 0, draws: int = 20) -> dict:
-    """The metrics of random scores (mean of `draws` seeded draws)."""
+def chance(bench: Benchmark, seed: int = 0, draws: int = 20, small: int = 10**6) -> dict:
+    """The metrics of random scores: the mean of `draws` seeded draws, one draw beyond `small` (query, video)
+    pairs (its spread is small there, and FIVR-200K has 22 million), each a float32 matrix, not a dict per pair."""
     rng = np.random.default_rng(seed)
-    runs = [bench.evaluate({q: {v: float(rng.random()) for v in bench.database} for q in bench.queries})
-            for _ in range(draws)]
+    shape = (len(bench.queries), len(bench.database))
+    runs = [bench.evaluate(ScoreMatrix(bench.queries, bench.database, rng.random(shape, dtype=np.float32)))
+            for _ in range(draws if shape[0] * shape[1] <= small else 1)]
     return {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if "/" not in k}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from dataloaders.video_video.annotations import DEFAULT_DIR
 from modules.engine.flags import non_negative_int, positive_float, positive_int, unit_interval
 from modules.video_video_commands import DATASETS, bool_flag
 
@@ -45,7 +46,7 @@ def add_experiment_flags(p: argparse.ArgumentParser) -> None:
                    help="optimiser steps between evaluations (and checkpoints: a run resumes from the last one)")
     g.add_argument("--eval_dataset", default=None, choices=DATASETS, help="benchmark evaluated every --eval_step")
     g.add_argument("--eval_hdf5", default=None, help="its HDF5 feature file (test.py --dataset_hdf5)")
-    g.add_argument("--eval_annotations", default="data/hapvr", help="its annotation files")
+    g.add_argument("--eval_annotations", default=str(DEFAULT_DIR), help="its annotation files")
 
 
 def add_network_flags(p: argparse.ArgumentParser) -> None:

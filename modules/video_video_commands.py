@@ -19,7 +19,7 @@ from pathlib import Path
 from dataloaders.video_video.annotations import DEFAULT_DIR
 from dataloaders.video_video.features import FeatureFile
 from models import load_hapvr_model
-from modules.benchmarks import Benchmark, canonical_name, load_benchmark, scores_from_json
+from modules.benchmarks import Benchmark, BenchmarkResult, canonical_name, load_benchmark, scores_from_json
 from modules.engine.checkpoint import atomic_write
 from modules.engine.config import parse_with_config
 from modules.engine.distributed import DistInfo, cleanup, init_distributed
@@ -112,8 +112,11 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {metrics[k]:.4f} |" for k in names])
 
 
-def write_results(cfg: argparse.Namespace, label: str, metrics: dict, per_query: dict, scored: Scored | None,
+def write_results(cfg: argparse.Namespace, label: str, result: BenchmarkResult, scored: Scored | None,
                   similarities) -> None:
+    """The run folder's files; with --allow_missing, metrics_<label>.json lists every query and (query, video)
+    score that was missing, beside the counts."""
+    metrics = result.metrics
     output_dir = Path(cfg.output_dir)
     inputs = {"similarities": file_record(cfg.similarities)} if cfg.similarities else \
         {"dataset_hdf5": feature_file_record(cfg.dataset_hdf5)}
@@ -123,10 +126,12 @@ def write_results(cfg: argparse.Namespace, label: str, metrics: dict, per_query:
         plain = similarities.to_dict() if hasattr(similarities, "to_dict") else similarities
         atomic_write(output_dir / f"sims_{label}.json.gz",
                      lambda f: f.write(gzip.compress(json.dumps(plain).encode())))
-    write_json(output_dir / f"metrics_{label}_per_query.json", per_query)
+    write_json(output_dir / f"metrics_{label}_per_query.json", result.per_query)
     write_markdown(output_dir / f"metrics_{label}.md", metrics_table(metrics))
     extra = {"left_out": scored.left_out, "database_videos_scored": scored.database_videos,
              "seconds": round(scored.seconds, 2)} if scored else {}
+    if cfg.allow_missing:
+        extra.update(missing_query_ids=result.missing_queries, missing_video_ids=result.missing_videos)
     write_json(output_dir / f"metrics_{label}.json", {**metrics, **extra, "provenance": record})
 
 
@@ -154,6 +159,6 @@ def evaluate(argv: list[str] | None) -> dict | None:
     if scored and scored.left_out:
         print(f"{len(scored.left_out)} video(s) scored without (--allow_missing): "
               + ", ".join(f"{k} ({v})" for k, v in list(scored.left_out.items())[:5]), flush=True)
-    write_results(cfg, label, metrics, result.per_query, scored, similarities)
+    write_results(cfg, label, result, scored, similarities)
     print(metrics_table(metrics))
     return metrics

@@ -100,3 +100,21 @@ def test_a_corrupt_entry_is_one_line_naming_it_and_allow_missing_lists_it(bench,
     metrics = load_test_entry().main(args + ["--allow_missing", "true"])
     saved = json.loads((tmp_path / "out" / "metrics_fivr5k.json").read_text())
     assert saved["left_out"] == {victim: "non-finite values"} and "DSVR" in metrics
+
+
+def test_a_given_dictionary_with_holes_stops_or_lists_them(bench, tmp_path):
+    sims = tmp_path / "sims.json"
+    out = tmp_path / "full"
+    load_test_entry().main(command(bench, "--store_similarities", "true", "--output_dir", str(out)))
+    full = json.loads(gzip.decompress((out / "sims_fivr5k.json.gz").read_bytes()))
+    query = sorted(full)[0]
+    dropped = sorted(full[query])[0]
+    del full[query][dropped]
+    sims.write_text(json.dumps(full))
+    args = ["--dataset", "FIVR-5K", "--similarities", str(sims), "--annotations", str(bench)]
+    with pytest.raises(ValueError, match=f"query {query!r}, video {dropped!r}"):
+        load_test_entry().main(args + ["--output_dir", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()
+    load_test_entry().main(args + ["--output_dir", str(tmp_path / "listed"), "--allow_missing", "true"])
+    saved = json.loads((tmp_path / "listed" / "metrics_fivr5k.json").read_text())
+    assert saved["missing_videos"] == 1 and saved["missing_video_ids"] == {query: [dropped]}

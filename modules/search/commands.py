@@ -1,4 +1,4 @@
-"""`search.py index` and `search.py query`: what each does, in order, and what it prints."""
+"""`search.py index`, `query` and `serve`: what each does, in order, and what it prints."""
 from __future__ import annotations
 
 import argparse
@@ -14,11 +14,11 @@ from modules.engine.config import parse_with_config
 from modules.engine.errors import RunError, debugging, set_debug
 from modules.engine.provenance import file_digest
 from modules.evaluation.common import evaluating
-from modules.search.encode import encode_captions, encode_videos, entity_tokens, pooled
-from modules.search.first_stage import PooledSearch, TokenSearch, resolve_mode
+from modules.search.encode import encode_videos, entity_tokens, pooled
+from modules.search.first_stage_files import update
 from modules.search.flags import MODEL_FLAGS, PARSERS, not_used, pick_device
 from modules.search.index import MANIFEST, SearchIndex
-from modules.search.rerank import rerank
+from modules.search.searcher import Searcher, prepare_with
 from modules.search.serve import make_server
 from modules.search.videos import FRAME_SAMPLER, FolderVideos, find_videos
 
@@ -31,13 +31,6 @@ def _model_record(cfg: argparse.Namespace) -> dict:
         raise RunError(f"--init_model {path}: checkpoint not found")
     return {"init_model": str(path.resolve()), "sha256": file_digest(path),
             "flags": {name: getattr(cfg, name) for name in MODEL_FLAGS}, "rate": list(cfg.rate)}
-
-
-def _model_of(record: dict, device: torch.device) -> torch.nn.Module:
-    """The model an index was built with, from its record (the weights file sets the sizes)."""
-    cfg = argparse.Namespace(**record["flags"], rate=record["rate"], init_model=record["init_model"],
-                             clip_path=None, base_encoder="ViT-B/32", clip_arch=None)
-    return text_video.build_model(cfg).to(device).eval()
 
 
 class _ShardWriter:
@@ -95,7 +88,17 @@ def run_index(cfg: argparse.Namespace) -> dict:
                     writer.add([todo[r] for r in batch.rows], batch.feats, batch.mask, vectors.cpu(), batch.times)
                     encoded += len(batch.rows)
     writer.flush()
+    moved = index.compact(cfg.shard_size)
     index.save()
+    if moved:
+        print(f"{PROG} index: {moved} videos moved out of shards that were at least half dropped rows", flush=True)
+    if index.manifest["videos"]:
+        index.manifest["first_stage_shards"] = cfg.first_stage_shards
+        prepare = prepare_with(model, device)
+        for mode in ("pooled", "tokens"):
+            said = update(index, mode, cfg.first_stage_index, prepare, cfg.first_stage_shards)
+            print(f"{PROG} index: first stage {said}", flush=True)
+        index.save()
     unreadable = [{"id": v["id"], "reason": v["reason"]} for v in index.manifest["unreadable"]]
     for item in unreadable:
         print(f"{PROG} index: unreadable, skipped: {item['id']}: {item['reason']}", flush=True)
@@ -104,20 +107,6 @@ def run_index(cfg: argparse.Namespace) -> dict:
           f"{folder}", flush=True)
     return {"encoded": encoded, "changed": len(changed), "unchanged": len(kept), "removed": len(removed),
             "unreadable": unreadable}
-
-
-def _check_model(index: SearchIndex, expected: str | None) -> None:
-    """RunError unless the index's model file still has the recorded sha256 (and is --init_model, if given)."""
-    record, where = index.manifest["model"], index.folder / MANIFEST
-    if expected is not None and file_digest(expected) != record["sha256"]:
-        raise RunError(f"--init_model {expected}: not the checkpoint {where} was built with "
-                       f"({record['init_model']}, sha256 {record['sha256'][:12]}): query with it or re-index")
-    path = Path(record["init_model"])
-    if not path.is_file():
-        raise RunError(f"{path}: the checkpoint {where} was built with is gone: re-index with `search.py index`")
-    if file_digest(path) != record["sha256"]:
-        raise RunError(f"{path}: changed since {where} was built (sha256 {file_digest(path)[:12]}, indexed "
-                       f"{record['sha256'][:12]}): re-index with `search.py index`")
 
 
 def _texts(cfg: argparse.Namespace) -> list[str]:
@@ -129,64 +118,18 @@ def _texts(cfg: argparse.Namespace) -> list[str]:
             raise RunError(f"--queries {cfg.queries}: cannot read it ({err})") from None
         texts += [line.strip() for line in lines if line.strip()]
     if not texts:
-        raise RunError("search.py query: give query texts as arguments or with --queries FILE")
+        raise RunError("search.py query: give query texts as arguments or with --queries FILE, or --video FILE")
     return texts
 
 
-class Searcher:
-    """An index with its model, gallery and first stage loaded once: `search(texts)` ranks the videos for each text
-    (what `query` prints and `serve` answers)."""
-
-    def __init__(self, cfg: argparse.Namespace):
-        self.index = SearchIndex.load(cfg.index)
-        _check_model(self.index, cfg.init_model)
-        record = self.index.manifest["model"]
-        self.kind = record["flags"]["model"]
-        if cfg.rate is not None and self.kind != "hbi":
-            raise RunError(f"--rate weighs HBI's levels; {cfg.index} holds a {self.kind!r} model")
-        self.rate = tuple(cfg.rate or record["rate"]) if self.kind == "hbi" else None
-        self.device, self.precision, self.max_words = pick_device(cfg.device), cfg.precision, cfg.max_words
-        self.model = _model_of(record, self.device)
-        self.gallery = self.index.gallery()
-        self.mode = resolve_mode(cfg.first_stage, self.kind)
-        with torch.no_grad():
-            if self.mode == "pooled":
-                self.first_stage = PooledSearch(self.gallery.pooled)
-            else:
-                frames = entity_tokens(self.model, self.gallery.feats.to(self.device),
-                                       self.gallery.mask.to(self.device), "video")
-                self.first_stage = TokenSearch(frames.feats.cpu().numpy(), self.gallery.mask.numpy())
-
-    @torch.no_grad()
-    def search(self, texts: list[str], top_k: int, rerank_count: int) -> list[dict]:
-        """Rows {"query", "rank", "id", "path", "score", "time"}: the `top_k` best of `rerank_count` candidates
-        re-scored with the model's own similarity."""
-        gallery, model = self.gallery, self.model
-        count = min(max(rerank_count, top_k), len(gallery))
-        text, text_mask = encode_captions(model, texts, self.max_words, self.device, self.precision)
-        words = entity_tokens(model, text, text_mask, "text")
-        if self.mode == "pooled":
-            candidates = self.first_stage.candidates(pooled(words).cpu().numpy(), count)
-        else:
-            real = [words.mask[q] != 0 for q in range(len(texts))]
-            weights = None if words.weights is None else [words.weights[q][real[q]].cpu().numpy()
-                                                          for q in range(len(texts))]
-            candidates = self.first_stage.candidates([words.feats[q][real[q]].cpu().numpy()
-                                                      for q in range(len(texts))], count, weights)
-        rows = []
-        for q, query in enumerate(texts):
-            hits = rerank(model, text[q:q + 1], text_mask[q:q + 1], gallery.feats, gallery.mask, gallery.times,
-                          candidates[q], top_k, self.precision, self.rate)
-            rows += [{"query": query, "rank": rank, "id": gallery.ids[h.row], "path": gallery.paths[h.row],
-                      "score": h.score, "time": h.time} for rank, h in enumerate(hits, 1)]
-        return rows
-
-
 def run_query(cfg: argparse.Namespace) -> list[dict]:
-    """Ranks the indexed videos for every query; prints a table (or JSON lines) and returns the rows
+    """Ranks the indexed videos for every query (texts, or --video files); prints a table (or JSON lines) and returns the rows
     {"query", "rank", "id", "path", "score", "time"}."""
-    texts = _texts(cfg)
-    rows = Searcher(cfg).search(texts, cfg.top_k, cfg.rerank)
+    searcher = Searcher(cfg)
+    if cfg.video:
+        rows = searcher.search_videos(cfg.video, cfg.top_k, cfg.rerank)
+    else:
+        rows = searcher.search(_texts(cfg), cfg.top_k, cfg.rerank)
     _print(rows, bool(cfg.json))
     return rows
 

@@ -16,7 +16,7 @@ from modules import text_video
 from modules.clip_video import add_frame_flags
 from modules.engine.flags import dests, positive_int, non_negative_int
 from modules.engine.precision import PRECISIONS
-from modules.search.first_stage import MODES
+from modules.search.first_stage import FLAT_MAX_ROWS, KINDS, MODES
 
 # Model flags that do not shape the model once --init_model is given (the weights file sets the sizes), and the
 # level weights, which only scoring uses: none of them is part of what an index must match.
@@ -42,6 +42,12 @@ def index_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size_val", type=positive_int, default=16, help="videos per encoder call")
     g.add_argument("--workers", "--num_thread_reader", dest="workers", type=non_negative_int, default=4,
                    help="decoding processes")
+    g.add_argument("--first_stage_index", default="auto", choices=list(KINDS),
+                   help=f"faiss index of each first stage: flat (exact, built when queried), ivfpq (trained and "
+                        f"saved now); auto: flat up to {FLAT_MAX_ROWS} rows (tokens or videos), ivfpq beyond")
+    g.add_argument("--first_stage_shards", type=positive_int, default=1,
+                   help="split each first-stage index into this many faiss shards of disjoint videos (searched in "
+                        "parallel; one file each)")
     add_frame_flags(p.add_argument_group("video"))
     text_video.add_model_flags(p, training=False)
     _add_device_flags(p)
@@ -56,6 +62,15 @@ def _add_search_flags(g) -> None:
     g.add_argument("--first_stage", default="auto", choices=list(MODES),
                    help="pooled: one vector per video; tokens: frame tokens vote; auto: pooled for meanP, tokens "
                         "for the token-wise models")
+    g.add_argument("--first_stage_index", default="auto", choices=list(KINDS),
+                   help="auto: the index's trained ivfpq if it has one, else exact; flat: exact (every row in "
+                        "memory); ivfpq: the trained one (an error if the index has none)")
+    g.add_argument("--nprobe", type=positive_int, default=None,
+                   help="ivfpq lists searched per query vector (default: a 64th of the lists)")
+    g.add_argument("--per_word", type=positive_int, default=None,
+                   help="tokens first stage: nearest frame tokens fetched per query word (default: every frame of "
+                        "--rerank videos)")
+    g.add_argument("--rerank_workers", type=positive_int, default=1, help="queries re-ranked in parallel threads")
     g.add_argument("--max_words", type=positive_int, default=32, help="tokens of a query text")
     g.add_argument("--rate", type=float, nargs=3, default=None, metavar=("ENTITY", "ACTION", "EVENT"),
                    help="HBI level weights (default: the index's --rate)")
@@ -69,6 +84,8 @@ def query_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="*", help="query texts (each one argument)")
     g = p.add_argument_group("query")
     g.add_argument("--queries", default=None, help="file of query texts, one a line (added to the texts given)")
+    g.add_argument("--video", nargs="+", default=None, metavar="FILE",
+                   help="query with video files instead of texts (video-to-video: the entity head's score)")
     g.add_argument("--top_k", type=positive_int, default=10, help="results per query")
     g.add_argument("--json", type=int, nargs="?", const=1, default=0, help="print JSON lines instead of a table")
     _add_search_flags(g)

@@ -1,12 +1,14 @@
 """Second stage: the candidates of a query re-scored with the model's own similarity, as test.py scores pairs.
 
-WTI / mean-max / meanP: `model.similarity` on the stored per-frame features; HBI: the same with the level weights
-`rate` (the merged levels are computed here, per query, for its candidates only). The best-matching frame is the
-real frame whose feature has the highest cosine with any real word's, reported as its time in the video.
+Text queries: `model.similarity` on the stored per-frame features (WTI / mean-max / meanP; HBI with the level
+weights `rate`, its merged levels computed here for the candidates only). Video queries: the entity head's own
+token-wise score with the video side's preparation on both sides (`video_scores`). The best-matching frame is the
+real frame whose feature has the highest cosine with any real query token's, reported as its time in the video.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,27 +25,44 @@ class Hit:
     time: float | None
 
 
-@torch.no_grad()
-def rerank(model: nn.Module, text: torch.Tensor, text_mask: torch.Tensor, feats: torch.Tensor,
-           mask: torch.Tensor, times: np.ndarray, rows: np.ndarray, top_k: int, precision: str,
-           rate: tuple[float, float, float] | None = None) -> list[Hit]:
-    """One query: text (1, Lw, D), text_mask (1, Lw); gallery feats (N, F, D), mask (N, F), times (N, F); `rows`
-    the candidate videos. Returns the `top_k` best candidates by the model's score, best first (ties: lower row)."""
-    rows = torch.as_tensor(np.asarray(rows, dtype=np.int64))
-    device = text.device
-    video, video_mask = feats[rows].to(device), mask[rows].to(device)
+@dataclass
+class Candidates:
+    """What the first stage nominated for one query: gallery rows (n,) and their stored feats (n, F, D), mask
+    (n, F) and frame times (n, F)."""
+    rows: np.ndarray
+    feats: torch.Tensor
+    mask: torch.Tensor
+    times: np.ndarray
+
+
+def text_scores(model: nn.Module, rate: tuple[float, float, float] | None) -> Callable:
+    """(query (1, L, D), mask (1, L), feats (n, F, D), mask (n, F)) -> (n,) scores of a caption."""
     options = {} if rate is None else {"rate": rate}
+    return lambda q, qm, v, vm: model.similarity(q, qm, v, vm, **options)[0]
+
+
+def video_scores(model: nn.Module) -> Callable:
+    """The same for a query video: WTI (or mean-max, meanP) of the entity head, the query prepared as a video."""
+    head = model.interaction
+    return lambda q, qm, v, vm: head.score(head.prepare_video(q.float(), qm), head.prepare_video(v.float(), vm))[0]
+
+
+@torch.no_grad()
+def rerank(score: Callable, query: torch.Tensor, query_mask: torch.Tensor, found: Candidates, top_k: int,
+           precision: str) -> list[Hit]:
+    """One query, (1, L, D) with mask (1, L): the `top_k` best candidates by `score`, best first (ties: lower row)."""
+    device = query.device
+    video, video_mask = found.feats.to(device), found.mask.to(device)
     with autocast_context(device, precision):
-        scores = model.similarity(text, text_mask, video, video_mask, **options)[0].float().cpu()
-    order = sorted(range(len(rows)), key=lambda i: (-float(scores[i]), int(rows[i])))[:top_k]
-    words = _unit(text[0][text_mask[0] != 0])
+        scores = score(query, query_mask, video, video_mask).float().cpu()
+    order = sorted(range(len(found.rows)), key=lambda i: (-float(scores[i]), int(found.rows[i])))[:top_k]
+    words = _unit(query[0][query_mask[0] != 0])
     hits = []
     for i in order:
-        cos = (_unit(video[i]) @ words.T).amax(1)  # (F,) best word per frame
-        cos = cos.masked_fill(video_mask[i] == 0, -np.inf).cpu()
-        frame = int(cos.argmax())
-        time = float(times[int(rows[i]), frame])
-        hits.append(Hit(int(rows[i]), float(scores[i]), time if time >= 0 else None))
+        cos = (_unit(video[i]) @ words.T).amax(1)  # (F,) best query token per frame
+        frame = int(cos.masked_fill(video_mask[i] == 0, -np.inf).cpu().argmax())
+        time = float(found.times[i, frame])
+        hits.append(Hit(int(found.rows[i]), float(scores[i]), time if time >= 0 else None))
     return hits
 
 

@@ -150,7 +150,7 @@ class SearchHandler(BaseHTTPRequestHandler):
         row = self._row(params)
         if row is not None:
             gallery = self.server.searcher.gallery
-            self._send(HTTPStatus.OK, thumbnail_strip(gallery.paths[row], gallery.times[row]), "image/jpeg")
+            self._send(HTTPStatus.OK, thumbnail_strip(gallery.paths[row], gallery.array("times", [row])[0]), "image/jpeg")
 
     def _video(self, params: dict) -> None:
         row = self._row(params)

@@ -108,31 +108,42 @@ def built(tiny_demo, trained, evaluated, tmp_path_factory) -> tuple[Path, Path, 
     return videos, root / "index", printed.getvalue()
 
 
-def test_second_index_encodes_only_new_files(tiny_demo, trained, evaluated, tmp_path, capsys, monkeypatch):
-    ids = evaluated[1]
-    videos = gallery(tiny_demo, tmp_path / "videos", ids[:5])
+def test_adding_ten_videos_encodes_only_those_ten(tiny_demo, trained, tmp_path, capsys, monkeypatch):
+    ids = sorted(p.stem for p in (tiny_demo / "videos").glob("*.mp4"))
+    assert len(ids) >= 19
+    videos = gallery(tiny_demo, tmp_path / "videos", ids[:9])
     calls = count_encoded(monkeypatch)
-    code, out, err = index(capsys, trained, videos, tmp_path / "index")
+    code, out, err = index(capsys, trained, videos, tmp_path / "index", "--shard_size", "4")
     assert code == 0, err
-    assert sum(calls) == 5 and "5 videos encoded (0 changed), 0 unchanged, 0 removed, 0 unreadable" in out
-    gallery(tiny_demo, videos, ids[5:7])
+    assert sum(calls) == 9 and "9 videos encoded (0 changed), 0 unchanged, 0 removed, 0 unreadable" in out
+    gallery(tiny_demo, videos, ids[9:19])
     calls.clear()
-    code, out, err = index(capsys, trained, videos, tmp_path / "index")
+    code, out, err = index(capsys, trained, videos, tmp_path / "index", "--shard_size", "4")
     assert code == 0, err
-    assert sum(calls) == 2 and "2 videos encoded (0 changed), 5 unchanged, 0 removed" in out
+    assert sum(calls) == 10 and "10 videos encoded (0 changed), 9 unchanged, 0 removed" in out
     calls.clear()
-    code, out, _ = index(capsys, trained, videos, tmp_path / "index")
-    assert sum(calls) == 0 and "0 videos encoded (0 changed), 7 unchanged, 0 removed" in out
-    (videos / f"{ids[0]}.mp4").unlink()
-    changed = videos / "more" / f"{ids[1]}.mp4"
-    shutil.copy2(videos / f"{ids[2]}.mp4", changed)  # another file's bytes, and a new modification time
+    code, out, _ = index(capsys, trained, videos, tmp_path / "index", "--shard_size", "4")
+    assert sum(calls) == 0 and "0 videos encoded (0 changed), 19 unchanged, 0 removed" in out
+    manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
+    keys = {v["id"]: v["key"] for v in manifest["videos"]}
+    for vid in ids[:3]:  # with one changed, four of the first shard's six rows are dropped
+        (videos / ("more" if ids.index(vid) % 2 else "") / f"{vid}.mp4").unlink()
+    changed = videos / "more" / f"{ids[3]}.mp4"
+    shutil.copy2(videos / f"{ids[4]}.mp4", changed)  # another file's bytes, and a new modification time
     os.utime(changed, ns=(1, 10**18))
-    code, out, _ = index(capsys, trained, videos, tmp_path / "index")
-    assert sum(calls) == 1 and "1 videos encoded (1 changed), 5 unchanged, 1 removed" in out
+    code, out, _ = index(capsys, trained, videos, tmp_path / "index", "--shard_size", "4")
+    assert sum(calls) == 1 and "1 videos encoded (1 changed), 15 unchanged, 3 removed" in out
+    assert "2 videos moved out of shards that were at least half dropped rows" in out  # the first shard held 6
     manifest = json.loads((tmp_path / "index" / MANIFEST).read_text())
     assert [v["id"] for v in manifest["videos"]] == sorted(p.relative_to(videos).as_posix()
                                                         for p in videos.rglob("*.mp4"))
-    assert all((tmp_path / "index" / name).is_file() for name in manifest["shards"])
+    assert {s["name"] for s in manifest["shards"]} == {v["shard"] for v in manifest["videos"]}
+    assert sorted(p.name for p in (tmp_path / "index").glob("shard-*")) == sorted(s["name"]
+                                                                                 for s in manifest["shards"])
+    now = {v["id"]: v["key"] for v in manifest["videos"]}
+    changed_id = changed.relative_to(videos).as_posix()
+    assert now[changed_id] > max(keys.values())  # a changed file is a new video
+    assert all(now[i] == keys[i] for i in now if i != changed_id)  # compaction moves rows, keys stay
 
 
 def test_every_caption_ranks_as_test_py(built, evaluated, captions, capsys):
@@ -320,3 +331,61 @@ def test_a_headless_browser_renders_the_results(page, captions, tmp_path):
                     "--window-size=1000,700", "--virtual-time-budget=20000",
                     f"{page}/?q={quote(captions[0])}"], check=True, capture_output=True, timeout=120)
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
+
+
+def query_json(capsys, folder: Path, *args) -> list[dict]:
+    code, out, err = run(capsys, "query", "--index", folder, "--json", "--device", "cpu", "--max_words", "12", *args)
+    assert code == 0, err
+    return [json.loads(line) for line in out.strip().splitlines()]
+
+
+def test_a_trained_ivfpq_first_stage_is_saved_updated_and_searched(tiny_demo, trained, evaluated, captions,
+                                                                     tmp_path, capsys):
+    ids = evaluated[1]
+    videos, folder = gallery(tiny_demo, tmp_path / "videos", ids[:6]), tmp_path / "index"
+    code, out, err = index(capsys, trained, videos, folder, "--first_stage_index", "ivfpq", "--first_stage_shards", "2")
+    assert code == 0, err
+    assert "first stage tokens: ivfpq index trained (new): 24 rows, 16 lists, 2 shard(s)" in out
+    manifest = json.loads((folder / MANIFEST).read_text())
+    record = manifest["first_stage"]["tokens"]
+    assert record["files"] == ["tokens-01-of-02.faiss", "tokens-02-of-02.faiss"] and record["covered_key"] == 6
+    assert all((folder / "first_stage" / name).is_file() for name in record["files"])
+    gallery(tiny_demo, videos, ids[6:])
+    code, out, err = index(capsys, trained, videos, folder, "--first_stage_index", "ivfpq", "--first_stage_shards", "2")
+    assert code == 0 and "first stage tokens: ivfpq index 2 videos added: 32 rows, 16 lists, 2 shard(s)" in out
+    # With every video re-ranked the first stage's approximation cannot change the result: test.py's scores.
+    exact = query_json(capsys, folder, *captions, "--top_k", "8", "--rerank", "8", "--first_stage_index", "flat")
+    approx = query_json(capsys, folder, *captions, "--top_k", "8", "--rerank", "8", "--nprobe", "16")
+    assert [(r["id"], r["rank"]) for r in approx] == [(r["id"], r["rank"]) for r in exact]
+    assert [r["score"] for r in approx] == pytest.approx([r["score"] for r in exact], abs=1e-6)
+    (videos / f"{ids[0]}.mp4").unlink()  # its 4 rows stay in the trained index and are skipped
+    code, out, err = index(capsys, trained, videos, folder, "--first_stage_index", "ivfpq", "--first_stage_shards", "2")
+    assert code == 0 and "first stage tokens: ivfpq index up to date (32 rows, 16 lists)" in out
+    rows = query_json(capsys, folder, *captions, "--top_k", "8", "--rerank", "8", "--nprobe", "16")
+    assert {r["id"] for r in rows} == {p.relative_to(videos).as_posix() for p in videos.rglob("*.mp4")}
+    assert len(rows) == 7 * len(captions)
+
+
+def test_a_flat_index_is_not_queried_as_ivfpq(built, capsys):
+    _, folder, _ = built
+    assert json.loads((folder / MANIFEST).read_text())["first_stage"] == {}  # small: exact, nothing saved
+    code, _, err = run(capsys, "query", "--index", folder, "a circle", "--first_stage_index", "ivfpq", "--device", "cpu")
+    assert code == 1 and "has no trained tokens index: build one with" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_video_query_finds_itself_first(built, evaluated, capsys):
+    videos, folder, _ = built
+    target = next(videos.rglob(f"{evaluated[1][3]}.mp4"))
+    for stage in ("tokens", "pooled"):
+        rows = query_json(capsys, folder, "--video", target, "--top_k", "3", "--rerank", "4", "--first_stage", stage)
+        assert rows[0]["id"] == target.relative_to(videos).as_posix() and rows[0]["score"] == pytest.approx(1, abs=2e-3)
+        assert [r["rank"] for r in rows] == [1, 2, 3] and rows[0]["query"] == str(target)
+    code, _, err = run(capsys, "query", "--index", folder, "--video", videos / "broken.mp4", "--device", "cpu")
+    assert code == 1 and f"--video {videos / 'broken.mp4'}: " in err and len(err.strip().splitlines()) == 1
+
+
+def test_parallel_rerank_returns_what_one_thread_returns(built, captions, capsys):
+    _, folder, _ = built
+    one = query_json(capsys, folder, *captions, "--top_k", "3", "--rerank", "5")
+    two = query_json(capsys, folder, *captions, "--top_k", "3", "--rerank", "5", "--rerank_workers", "3")
+    assert one == two

@@ -158,9 +158,11 @@ class TokenInteraction(nn.Module):
             self.text_weight_fc = token_weight_mlp(width)
             self.video_weight_fc = token_weight_mlp(width)
 
-    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, mlp: nn.Module | None) -> Tokens:
-        weights = None
-        if self.weighted:
+    def _prepare(self, feats: torch.Tensor, mask: torch.Tensor, mlp: nn.Module | None,
+                 weights: torch.Tensor | None = None) -> Tokens:
+        if not self.weighted:
+            weights = None
+        elif weights is None:
             weights = masked_softmax_weights(mlp(feats).squeeze(-1), mask if self.mask_weights else None)
         # Zero vectors at padded positions: every similarity with them is 0, as the reference's masking makes it.
         unit = normalise(feats).masked_fill(mask[..., None] == 0, 0.0)
@@ -170,9 +172,10 @@ class TokenInteraction(nn.Module):
         """(N, Lt, D), (N, Lt) -> Tokens."""
         return self._prepare(feats, mask, getattr(self, "text_weight_fc", None))
 
-    def prepare_video(self, feats: torch.Tensor, mask: torch.Tensor) -> Tokens:
-        """(N, Lv, D), (N, Lv) -> Tokens."""
-        return self._prepare(feats, mask, getattr(self, "video_weight_fc", None))
+    def prepare_video(self, feats: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> Tokens:
+        """(N, Lv, D), (N, Lv) -> Tokens; `weights` (N, Lv): the frame weights this head computed before (a search
+        index stores them), used instead of running the weight MLP again."""
+        return self._prepare(feats, mask, getattr(self, "video_weight_fc", None), weights)
 
     def score(self, text: Tokens, video: Tokens) -> torch.Tensor:
         """(Nt, Nv) similarities, text rows."""

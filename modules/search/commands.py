@@ -14,7 +14,7 @@ from modules.engine.config import parse_with_config
 from modules.engine.errors import RunError, debugging, set_debug
 from modules.engine.provenance import file_digest
 from modules.evaluation.common import evaluating
-from modules.search.encode import encode_videos, entity_tokens, pooled
+from modules.search.encode import encode_videos, stored_arrays
 from modules.search.first_stage_files import update
 from modules.search.flags import MODEL_FLAGS, PARSERS, not_used, pick_device
 from modules.search.index import MANIFEST, SearchIndex
@@ -38,13 +38,12 @@ class _ShardWriter:
 
     def __init__(self, index: SearchIndex, size: int) -> None:
         self.index, self.size = index, size
-        self.files, self.parts = [], {"feats": [], "mask": [], "pooled": [], "times": []}
+        self.files, self.parts = [], {}
 
-    def add(self, files, feats, mask, vectors, times) -> None:
+    def add(self, files: list, arrays: dict[str, np.ndarray]) -> None:
         self.files += files
-        for key, value in (("feats", feats.half()), ("mask", mask.to(torch.uint8)), ("pooled", vectors.half()),
-                           ("times", times)):
-            self.parts[key].append(value.numpy())
+        for key, value in arrays.items():
+            self.parts.setdefault(key, []).append(value)
         if len(self.files) >= self.size:
             self.flush()
 
@@ -53,7 +52,7 @@ class _ShardWriter:
         if self.files:
             self.index.add_shard(self.files, {k: np.concatenate(v) for k, v in self.parts.items()})
             self.index.save()
-        self.files, self.parts = [], {k: [] for k in self.parts}
+        self.files, self.parts = [], {}
 
 
 def run_index(cfg: argparse.Namespace) -> dict:
@@ -84,8 +83,8 @@ def run_index(cfg: argparse.Namespace) -> dict:
                 for row, reason in batch.failed:
                     index.add_unreadable(todo[row], reason)
                 if batch.rows:
-                    vectors = pooled(entity_tokens(model, batch.feats.to(device), batch.mask.to(device), "video"))
-                    writer.add([todo[r] for r in batch.rows], batch.feats, batch.mask, vectors.cpu(), batch.times)
+                    arrays = stored_arrays(model, batch.feats.to(device), batch.mask.to(device), batch.times)
+                    writer.add([todo[r] for r in batch.rows], arrays)
                     encoded += len(batch.rows)
     writer.flush()
     moved = index.compact(cfg.shard_size)

@@ -43,6 +43,18 @@ def pooled(tokens) -> torch.Tensor:
     return vector / vector.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def stored_arrays(model: nn.Module, feats: torch.Tensor, mask: torch.Tensor, times: torch.Tensor
+                  ) -> dict[str, np.ndarray]:
+    """What the index stores of encoded videos (feats (n, F, D) float32, mask (n, F), times (n, F)): feats fp16,
+    mask uint8, the pooled unit vector fp16, times, and the entity head's frame weights (n, F) float32 (the plain
+    mean over real frames for a head without weights), which the re-rank of WTI and mean-max reuses."""
+    tokens = entity_tokens(model, feats, mask, "video")
+    weights = tokens.weights if tokens.weights is not None else mask.float() / mask.sum(1, keepdim=True).clamp_min(1)
+    return {"feats": feats.half().cpu().numpy(), "mask": mask.to(torch.uint8).cpu().numpy(),
+            "pooled": pooled(tokens).half().cpu().numpy(), "times": np.asarray(times, dtype=np.float32),
+            "weights": weights.float().cpu().numpy()}
+
+
 def entity_tokens(model: nn.Module, feats: torch.Tensor, mask: torch.Tensor, kind: str):
     """The first (entity) head's prepared tokens of "text" or "video" features: unit vectors, padding zeroed."""
     return getattr(model.interaction, f"prepare_{kind}")(feats.float(), mask)

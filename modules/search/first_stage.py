@@ -6,8 +6,9 @@ the query fetches its `per_word` nearest frame tokens, every hit votes for its v
 (text-weighted) sum over words of its best hit for that word; the list is the `count` best of the union.
 
 Two kinds of faiss index. "flat" (`IndexFlatIP`): exact, built in memory when the index is opened. "ivfpq": an
-inverted file of `nlist` k-means lists trained on the collection, each row compressed to D/8 4-bit product-quantizer
-codes (faiss fast-scan: D/16 bytes a row); `nprobe` lists are searched per query vector. It is trained by
+inverted file of `nlist` k-means lists trained on the collection, each row compressed to D/2 4-bit product-quantizer
+codes (faiss fast-scan: D/4 bytes a row, 128 for 512 dims; coarser codes lose the small score differences that
+rank a topic's clips, scripts/bench/search.py); `nprobe` lists are searched per query vector. It is trained by
 `search.py index` and saved, because training and adding millions of rows takes minutes. "auto" is flat up to
 `FLAT_MAX_ROWS` rows and ivfpq beyond. Ids of videos dropped since an ivfpq index was built stay in it and are
 skipped (keys are never reused); `search.py index` retrains it once they outnumber the live ones or the collection
@@ -24,11 +25,15 @@ import numpy as np
 
 MODES = ("auto", "pooled", "tokens")
 KINDS = ("auto", "flat", "ivfpq")
-# Flat search of 12 words against 2M rows of 512 dims is ~25 GFLOP: about 0.1-0.2 s on two cores.
-FLAT_MAX_ROWS = 2 ** 21
+# Exact search reads every row once per query: memory-bandwidth bound, 2^17 rows of 512 float32 (256 MB) take
+# ~50 ms on this project's two-core machine (scripts/bench/search.py), about the budget of one query.
+FLAT_MAX_ROWS = 2 ** 17
 TRAINING_ROWS_PER_LIST = 64
 # The fewest lists, and the 16 centroids of 4-bit codes, each need a training row: below this ivfpq is not built.
 MIN_IVFPQ_ROWS = 16
+# Nearest frame tokens a query word fetches at least: fewer leave the vote short of the true best videos when few
+# are re-ranked (scripts/bench/search.py: top-10 agreement at 10k clips and --rerank 50, 0.86 with 50, 0.99 with 200).
+DEFAULT_PER_WORD = 1024
 FIRST_STAGE_FOLDER = "first_stage"
 
 
@@ -55,7 +60,8 @@ def lists_for(rows: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    return max(1, nlist // 64)
+    """A 16th of the lists: at 100k clips a 64th lost top-10 agreement (scripts/bench/search.py)."""
+    return max(1, nlist // 16)
 
 
 def token_rows(feats: np.ndarray, mask: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +95,9 @@ class VectorIndex:
             raise ValueError(f"first-stage index kind {kind!r}: expected flat or ivfpq")
         if training is None or nlist is None:
             raise ValueError("an ivfpq index needs training rows and nlist")
-        if dim % 8:
-            raise ValueError(f"an ivfpq index needs a dimension divisible by 8, not {dim}")
-        trained = faiss.index_factory(dim, f"IVF{nlist},PQ{dim // 8}x4fs", faiss.METRIC_INNER_PRODUCT)
+        if dim % 4:
+            raise ValueError(f"an ivfpq index needs a dimension divisible by 4, not {dim}")
+        trained = faiss.index_factory(dim, f"IVF{nlist},PQ{dim // 2}x4fs", faiss.METRIC_INNER_PRODUCT)
         trained.train(np.ascontiguousarray(training, dtype=np.float32))
         return cls([faiss.clone_index(trained) for _ in range(shards)], kind, ids_per_key)
 
@@ -164,11 +170,11 @@ class TokenSearch:
         self.nprobe = nprobe
 
     def per_word(self, count: int) -> int:
-        """Hits fetched per word by default: every frame of `count` videos (a `count` at least the gallery: every
-        row, so that each word reaches each video's frames)."""
+        """Hits fetched per word by default: `count`, at least DEFAULT_PER_WORD; with `count` at least the gallery,
+        every row, so that each word reaches each video's frames."""
         if count >= self.num_videos:
             return self.index.ntotal
-        return count * self.frames
+        return max(count, DEFAULT_PER_WORD)
 
     def candidates(self, words: list[np.ndarray], count: int, weights: list[np.ndarray] | None = None,
                    per_word: int | None = None) -> list[np.ndarray]:
@@ -186,14 +192,19 @@ class TokenSearch:
         return out
 
     def _vote(self, sims: np.ndarray, ids: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """(L, k) hits of one query -> gallery rows by the weighted sum over words of their best hit."""
+        """(L, k) hits of one query -> gallery rows by the weighted sum over words of their best hit's margin over
+        the word's last (k-th) hit. A video a word did not reach scores at most that last hit for it, so the margin
+        is what the missing score is imputed with (as XTR does); plain sums of raw hits favour videos many words
+        reach weakly over the few that some words reach well (scripts/bench/search.py measured it)."""
+        cutoff = np.where(ids >= 0, sims, np.inf).min(1, keepdims=True)
         rows = np.where(ids >= 0, self.row_of_key[np.maximum(ids, 0) // self.frames], -1)
         word = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
         live = rows >= 0
-        rows, word, sims = rows[live], word[live], sims[live].astype(np.float64)
+        margin = (sims - cutoff)[live].astype(np.float64)
+        rows, word = rows[live], word[live]
         pair = rows * len(ids) + word
-        order = np.lexsort((-sims, pair))  # by (video, word), best hit first
+        order = np.lexsort((-margin, pair))  # by (video, word), best hit first
         first = order[np.r_[True, pair[order][1:] != pair[order][:-1]]] if len(order) else order
         videos, inverse = np.unique(rows[first], return_inverse=True)
-        votes = np.bincount(inverse, weights=sims[first] * weight[word[first]], minlength=len(videos))
+        votes = np.bincount(inverse, weights=margin[first] * weight[word[first]], minlength=len(videos))
         return videos[np.argsort(-votes, kind="stable")]

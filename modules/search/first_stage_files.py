@@ -16,6 +16,7 @@ from tqdm import tqdm
 from modules.search.first_stage import (FIRST_STAGE_FOLDER, MIN_IVFPQ_ROWS, TRAINING_ROWS_PER_LIST, PooledSearch, TokenSearch,
                                         VectorIndex, default_nprobe, lists_for, resolve_kind, token_rows)
 from modules.search.index import Gallery, SearchIndex
+from modules.search.remote import RemoteShards
 
 Prepare = Callable[[torch.Tensor, torch.Tensor], np.ndarray]
 CHUNK_VIDEOS = 4096
@@ -39,8 +40,7 @@ def _rows(gallery: Gallery, mode: str, prepare: Prepare, videos: np.ndarray):
 
 def _training_rows(gallery: Gallery, mode: str, prepare: Prepare, nlist: int) -> np.ndarray:
     """About TRAINING_ROWS_PER_LIST rows per list, from videos drawn at random (seed 0)."""
-    per_video = 1 if mode == "pooled" else gallery.shards[0]["mask"].shape[1]
-    wanted = min(len(gallery), -(-TRAINING_ROWS_PER_LIST * nlist // per_video))
+    wanted = min(len(gallery), -(-TRAINING_ROWS_PER_LIST * nlist // _per_key(gallery, mode)))
     videos = np.sort(np.random.default_rng(0).choice(len(gallery), wanted, replace=False))
     return np.concatenate([vectors for vectors, _ in _rows(gallery, mode, prepare, videos)])
 
@@ -48,8 +48,7 @@ def _training_rows(gallery: Gallery, mode: str, prepare: Prepare, nlist: int) ->
 def build(gallery: Gallery, mode: str, kind: str, prepare: Prepare, shards: int = 1,
           nlist: int | None = None) -> VectorIndex:
     """A first-stage index of kind flat or ivfpq over every gallery row (ivfpq: trained on a sample first)."""
-    per_key = 1 if mode == "pooled" else gallery.shards[0]["mask"].shape[1]
-    dim = gallery.shards[0]["feats"].shape[-1]
+    per_key, dim = _per_key(gallery, mode), gallery.shards[0]["feats"].shape[-1]
     training = None
     if kind == "ivfpq":
         nlist = nlist or lists_for(live_rows(gallery, mode))
@@ -118,20 +117,38 @@ def _per_key(gallery: Gallery, mode: str) -> int:
     return 1 if mode == "pooled" else gallery.shards[0]["mask"].shape[1]
 
 
-def open_search(index: SearchIndex, gallery: Gallery, mode: str, kind: str, prepare: Prepare,
-                nprobe: int | None = None, shards: int | None = None) -> PooledSearch | TokenSearch:
-    """The first stage of `mode` for queries: the saved trained index (kind auto or ivfpq) or an exact one built
-    now (flat, or auto when none is saved)."""
+def part_count(index: SearchIndex, mode: str) -> int:
+    """Shards of the first stage of `mode`: those of its saved index, or --first_stage_shards for a flat one."""
     record = index.manifest.get("first_stage", {}).get(mode)
-    if kind == "ivfpq" and record is None:
+    return record["shards"] if record else index.manifest.get("first_stage_shards", 1)
+
+
+def open_search(index: SearchIndex, gallery: Gallery, mode: str, kind: str, prepare: Prepare,
+                nprobe: int | None = None, part: int | None = None,
+                remote: list[str] | None = None) -> PooledSearch | TokenSearch:
+    """The first stage of `mode` for queries: the saved trained index (kind auto or ivfpq) or an exact one built
+    now (flat, or auto when none is saved); only its `part`-th of the index's shards (1-based) for a machine that
+    serves one part; or the parts other machines serve (`remote` URLs, modules/search/remote.py)."""
+    record = index.manifest.get("first_stage", {}).get(mode)
+    per_key = _per_key(gallery, mode)
+    parts = part_count(index, mode)
+    if part is not None and not 1 <= part <= parts:
+        raise ValueError(f"--first_stage_part {part}: the {mode} first stage of {index.folder} has parts 1 to {parts}")
+    if remote:
+        vectors = RemoteShards(remote, index, mode)
+        nprobe = nprobe or (default_nprobe(record["nlist"]) if record else None)
+    elif kind == "ivfpq" and record is None:
         raise ValueError(f"--first_stage_index ivfpq: {index.folder} has no trained {mode} index: build one with "
                          "`search.py index ... --first_stage_index ivfpq`")
-    per_key = _per_key(gallery, mode)
-    if record is not None and kind != "flat":
-        vectors = VectorIndex.load(index.folder / FIRST_STAGE_FOLDER, record["files"], record["kind"], per_key)
+    elif record is not None and kind != "flat":
+        files = record["files"] if part is None else [record["files"][part - 1]]
+        vectors = VectorIndex.load(index.folder / FIRST_STAGE_FOLDER, files, record["kind"], per_key)
         nprobe = nprobe or default_nprobe(record["nlist"])
     else:
-        vectors = build(gallery, mode, "flat", prepare, shards or index.manifest.get("first_stage_shards", 1))
+        videos = np.arange(len(gallery)) if part is None else np.flatnonzero(gallery.keys % parts == part - 1)
+        vectors = VectorIndex.empty("flat", gallery.shards[0]["feats"].shape[-1], per_key,
+                                    parts if part is None else 1)
+        add(vectors, gallery, mode, prepare, videos)
     row_of_key = np.full(index.manifest["next_key"], -1, dtype=np.int64)
     row_of_key[gallery.keys] = np.arange(len(gallery))
     if mode == "pooled":

@@ -66,11 +66,14 @@ def _add_search_flags(g) -> None:
                    help="auto: the index's trained ivfpq if it has one, else exact; flat: exact (every row in "
                         "memory); ivfpq: the trained one (an error if the index has none)")
     g.add_argument("--nprobe", type=positive_int, default=None,
-                   help="ivfpq lists searched per query vector (default: a 64th of the lists)")
+                   help="ivfpq lists searched per query vector (default: a 16th of the lists)")
     g.add_argument("--per_word", type=positive_int, default=None,
-                   help="tokens first stage: nearest frame tokens fetched per query word (default: every frame of "
-                        "--rerank videos)")
+                   help="tokens first stage: nearest frame tokens fetched per query word (default: --rerank, at "
+                        "least 1024)")
     g.add_argument("--rerank_workers", type=positive_int, default=1, help="queries re-ranked in parallel threads")
+    g.add_argument("--first_stage_remote", nargs="+", default=None, metavar="URL",
+                   help="search the first stage on other machines, each serving one part (`serve "
+                        "--first_stage_part K`), instead of here")
     g.add_argument("--max_words", type=positive_int, default=32, help="tokens of a query text")
     g.add_argument("--rate", type=float, nargs=3, default=None, metavar=("ENTITY", "ACTION", "EVENT"),
                    help="HBI level weights (default: the index's --rate)")
@@ -99,6 +102,9 @@ def serve_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("serve")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     g.add_argument("--port", type=non_negative_int, default=8000, help="0 picks a free port")
+    g.add_argument("--first_stage_part", type=positive_int, default=None, metavar="K",
+                   help="serve only the K-th part of the first stage (of the index's --first_stage_shards) to "
+                        "machines that query with --first_stage_remote")
     _add_search_flags(g)
     _add_device_flags(p)
     return p

@@ -6,7 +6,8 @@ manifest.json  format; root (the video folder, absolute); model {init_model (abs
                videos [{id, key, path, size, mtime_ns, shard, row}]; unreadable [{id, path, size, mtime_ns, reason}];
                first_stage (modules/search/first_stage.py: the trained faiss indexes, if any)
 shard-*/       one `.npy` per array, read memory-mapped: feats (n, F, D) float16 per-frame features, mask (n, F)
-               uint8, pooled (n, D) float16 unit vectors, times (n, F) float32 seconds of each frame (-1 on padding)
+               uint8, pooled (n, D) float16 unit vectors, times (n, F) float32 seconds of each frame (-1 on padding),
+               weights (n, F) float32 the entity head's frame weights
 A video's `key` is its number for life in this index (faiss ids are made of it, see first_stage.py): kept when its
 shard is compacted, a new one when the file changes. An index answers only to the model (same sha256) and input
 flags it was built with. Updating it appends shards for new and changed files and drops the entries of removed
@@ -28,7 +29,7 @@ from modules.search.videos import VideoFile
 
 FORMAT = "hbi-search-index-v2"
 MANIFEST = "manifest.json"
-ARRAYS = ("feats", "mask", "pooled", "times")
+ARRAYS = ("feats", "mask", "pooled", "times", "weights")
 SHARD_PREFIX = "shard-"
 
 
@@ -76,6 +77,10 @@ class Gallery:
         """feats (n, F, D) float32, mask (n, F) int64 and times (n, F) float32 of gallery rows `rows`."""
         return (torch.from_numpy(self.array("feats", rows).astype(np.float32)),
                 torch.from_numpy(self.array("mask", rows).astype(np.int64)), self.array("times", rows))
+
+    def weights(self, rows: np.ndarray) -> torch.Tensor:
+        """(n, F) float32 entity-head frame weights of gallery rows `rows`."""
+        return torch.from_numpy(self.array("weights", rows))
 
     def chunks(self, size: int):
         """(rows, feats (n, F, D) float32, mask (n, F) int64) over the whole gallery, `size` rows at a time."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.text_video.interaction import TokenInteraction
 from modules.engine.precision import autocast_context
 
 
@@ -28,34 +29,43 @@ class Hit:
 @dataclass
 class Candidates:
     """What the first stage nominated for one query: gallery rows (n,) and their stored feats (n, F, D), mask
-    (n, F) and frame times (n, F)."""
+    (n, F), frame times (n, F) and entity-head frame weights (n, F)."""
     rows: np.ndarray
     feats: torch.Tensor
     mask: torch.Tensor
     times: np.ndarray
+    weights: torch.Tensor
 
 
-def text_scores(model: nn.Module, rate: tuple[float, float, float] | None) -> Callable:
-    """(query (1, L, D), mask (1, L), feats (n, F, D), mask (n, F)) -> (n,) scores of a caption."""
-    options = {} if rate is None else {"rate": rate}
-    return lambda q, qm, v, vm: model.similarity(q, qm, v, vm, **options)[0]
+# (query (1, L, D), query mask (1, L), feats (n, F, D), mask (n, F), stored weights (n, F)) -> (n,) scores
+Score = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def video_scores(model: nn.Module) -> Callable:
-    """The same for a query video: WTI (or mean-max, meanP) of the entity head, the query prepared as a video."""
+def text_scores(model: nn.Module, rate: tuple[float, float, float] | None) -> Score:
+    """A caption's scores: `model.similarity`; for a single token-wise head (WTI, mean-max) its own score with the
+    stored frame weights, which saves the weight MLP on every candidate frame (the same numbers)."""
     head = model.interaction
-    return lambda q, qm, v, vm: head.score(head.prepare_video(q.float(), qm), head.prepare_video(v.float(), vm))[0]
+    if rate is None and isinstance(head, TokenInteraction):
+        return lambda q, qm, v, vm, w: head.score(head.prepare_text(q, qm), head.prepare_video(v, vm, w))[0]
+    options = {} if rate is None else {"rate": rate}
+    return lambda q, qm, v, vm, w: model.similarity(q, qm, v, vm, **options)[0]
+
+
+def video_scores(model: nn.Module) -> Score:
+    """A query video's scores: the entity head's, the query prepared as a video (WTI, mean-max or meanP)."""
+    head = model.interaction
+    return lambda q, qm, v, vm, w: head.score(head.prepare_video(q, qm), head.prepare_video(v, vm))[0]
 
 
 @torch.no_grad()
-def rerank(score: Callable, query: torch.Tensor, query_mask: torch.Tensor, found: Candidates, top_k: int,
+def rerank(score: Score, query: torch.Tensor, query_mask: torch.Tensor, found: Candidates, top_k: int,
            precision: str) -> list[Hit]:
     """One query, (1, L, D) with mask (1, L): the `top_k` best candidates by `score`, best first (ties: lower row)."""
     device = query.device
     video, video_mask = found.feats.to(device), found.mask.to(device)
     with autocast_context(device, precision):
-        scores = score(query, query_mask, video, video_mask).float().cpu()
-    order = sorted(range(len(found.rows)), key=lambda i: (-float(scores[i]), int(found.rows[i])))[:top_k]
+        scores = score(query, query_mask, video, video_mask, found.weights.to(device)).float().cpu()
+    order = np.lexsort((np.asarray(found.rows), -scores.numpy().astype(np.float64)))[:top_k]
     words = _unit(query[0][query_mask[0] != 0])
     hits = []
     for i in order:

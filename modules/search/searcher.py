@@ -13,11 +13,12 @@ from modules import text_video
 from modules.engine.errors import RunError
 from modules.engine.provenance import file_digest
 from modules.search.encode import encode_captions, entity_tokens, pooled
-from modules.search.first_stage import TokenSearch, resolve_mode
-from modules.search.first_stage_files import open_search
+from models.text_video.interaction import Tokens
+from modules.search.first_stage import PooledSearch, TokenSearch, resolve_mode
+from modules.search.first_stage_files import open_search, part_count
 from modules.search.flags import pick_device
-from modules.search.index import MANIFEST, SearchIndex
-from modules.search.rerank import Candidates, rerank, text_scores, video_scores
+from modules.search.index import MANIFEST, Gallery, SearchIndex
+from modules.search.rerank import Candidates, Hit, Score, rerank, text_scores, video_scores
 from modules.search.videos import FolderVideos, VideoFile
 
 
@@ -66,9 +67,12 @@ class Searcher:
         self.model = model_of(record, self.device)
         self.gallery = self.index.gallery()
         self.mode = resolve_mode(cfg.first_stage, self.kind)
+        self.part = getattr(cfg, "first_stage_part", None)  # serve only: this machine answers for one part
+        self.part_count = part_count(self.index, self.mode)
         try:
             self.first_stage = open_search(self.index, self.gallery, self.mode, cfg.first_stage_index,
-                                           prepare_with(self.model, self.device), cfg.nprobe)
+                                           prepare_with(self.model, self.device), cfg.nprobe, self.part,
+                                           cfg.first_stage_remote)
         except ValueError as err:
             raise RunError(str(err)) from None
 
@@ -98,22 +102,35 @@ class Searcher:
         return self._ranked([str(p) for p in paths], feats, mask, tokens, video_scores(self.model), top_k,
                             rerank_count)
 
-    def _ranked(self, names: list[str], query: torch.Tensor, query_mask: torch.Tensor, tokens, score, top_k: int,
-                rerank_count: int) -> list[dict]:
-        count = min(max(rerank_count, top_k), len(self.gallery))
-        if isinstance(self.first_stage, TokenSearch):
-            real = [tokens.mask[q] != 0 for q in range(len(names))]
-            weights = None if tokens.weights is None else [tokens.weights[q][real[q]].cpu().numpy()
-                                                           for q in range(len(names))]
-            candidates = self.first_stage.candidates([tokens.feats[q][real[q]].cpu().numpy()
-                                                      for q in range(len(names))], count, weights, self.per_word)
-        else:
-            candidates = self.first_stage.candidates(pooled(tokens).cpu().numpy(), count)
+    def _ranked(self, names: list[str], query: torch.Tensor, query_mask: torch.Tensor, tokens, score: Score,
+                top_k: int, rerank_count: int) -> list[dict]:
+        hits = two_stage(self.first_stage, self.gallery, score, query, query_mask, tokens, top_k, rerank_count,
+                         self.precision, self.per_word, self.workers)
+        return [{"query": names[q], "rank": rank, "id": self.gallery.ids[h.row], "path": self.gallery.paths[h.row],
+                 "score": h.score, "time": h.time} for q in range(len(names)) for rank, h in enumerate(hits[q], 1)]
 
-        def one(q: int) -> list[dict]:
-            found = Candidates(candidates[q], *self.gallery.take(candidates[q]))
-            hits = rerank(score, query[q:q + 1], query_mask[q:q + 1], found, top_k, self.precision)
-            return [{"query": names[q], "rank": rank, "id": self.gallery.ids[h.row], "path": self.gallery.paths[h.row],
-                     "score": h.score, "time": h.time} for rank, h in enumerate(hits, 1)]
-        with ThreadPoolExecutor(self.workers) as pool:
-            return [row for rows in pool.map(one, range(len(names))) for row in rows]
+
+@torch.no_grad()
+def two_stage(first_stage: PooledSearch | TokenSearch, gallery: Gallery, score: Score, query: torch.Tensor,
+              query_mask: torch.Tensor, tokens: Tokens, top_k: int, rerank_count: int, precision: str = "fp32",
+              per_word: int | None = None, workers: int = 1) -> list[list[Hit]]:
+    """Per query (features (Q, L, D), mask (Q, L) and the entity head's prepared `tokens`): `rerank_count`
+    candidates from the first stage, re-scored by `score` (queries in `workers` threads); the `top_k` best."""
+    count = min(max(rerank_count, top_k), len(gallery))
+    real = [tokens.mask[q] != 0 for q in range(len(query))]
+    if isinstance(first_stage, TokenSearch):
+        weights = None if tokens.weights is None else [tokens.weights[q][real[q]].cpu().numpy()
+                                                       for q in range(len(query))]
+        candidates = first_stage.candidates([tokens.feats[q][real[q]].cpu().numpy() for q in range(len(query))],
+                                            count, weights, per_word)
+    else:
+        candidates = first_stage.candidates(pooled(tokens).cpu().numpy(), count)
+
+    def one(q: int) -> list[Hit]:
+        rows = candidates[q]
+        found = Candidates(rows, *gallery.take(rows), gallery.weights(rows))
+        return rerank(score, query[q:q + 1], query_mask[q:q + 1], found, top_k, precision)
+    if workers == 1:
+        return [one(q) for q in range(len(query))]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(len(query))))

@@ -4,12 +4,14 @@
     GET /api/search?q=TEXT&top_k=10&rerank=200    JSON {"query", "results": [{rank, id, score, time, ...}]}
     GET /thumb?id=ID              a JPEG strip of the clip's indexed frames
     GET /video?id=ID              the clip file itself (only ids of the index: no other file is ever served)
+    GET, POST /api/first_stage    this machine's part of the first stage (modules/search/remote.py)
 """
 from __future__ import annotations
 
 import html
 import json
 import mimetypes
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +20,8 @@ from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
+
+from modules.search.remote import identity
 
 THUMB_HEIGHT = 72
 THUMB_FRAMES = 6
@@ -97,7 +101,7 @@ class SearchHandler(BaseHTTPRequestHandler):
     """Routes of the module docstring; `server.searcher` is a `modules.search.commands.Searcher`."""
 
     def log_message(self, format: str, *args) -> None:  # one readable line a request, on stderr
-        print(f"serve: {self.address_string()} {format % args}", flush=True)
+        print(f"serve: {self.address_string()} {format % args}", file=sys.stderr, flush=True)
 
     def _send(self, status: int, body: bytes, kind: str) -> None:
         self.send_response(status)
@@ -119,12 +123,34 @@ class SearchHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         params = parse_qs(url.query)
-        route = {"/": self._page, "/api/search": self._search, "/thumb": self._thumb, "/video": self._video}
+        route = {"/": self._page, "/api/search": self._search, "/thumb": self._thumb, "/video": self._video,
+                 "/api/first_stage": self._first_stage_info}
         handler = route.get(url.path)
         if handler is None:
             self._send(HTTPStatus.NOT_FOUND, b"no such page", "text/plain")
         else:
             handler(params)
+
+    def do_POST(self) -> None:
+        if urlparse(self.path).path != "/api/first_stage":
+            return self._send(HTTPStatus.NOT_FOUND, b"no such endpoint", "text/plain")
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            vectors = np.asarray(body["vectors"], dtype=np.float32)
+            k, nprobe = int(body["k"]), body.get("nprobe")
+            if vectors.ndim != 2 or k < 1:
+                raise ValueError("vectors (Q, D) and a positive k")
+        except (ValueError, KeyError, TypeError) as err:
+            return self._json({"error": f"first-stage request: {err}"}, HTTPStatus.BAD_REQUEST)
+        sims, ids = self.server.searcher.first_stage.index.search(vectors, k, nprobe)
+        self._json({"sims": np.where(ids >= 0, sims, 0).tolist(), "ids": ids.tolist()})
+
+    def _first_stage_info(self, params: dict) -> None:
+        searcher = self.server.searcher
+        # A server of the whole first stage is its one part.
+        part, parts = (1, 1) if searcher.part is None else (searcher.part, searcher.part_count)
+        self._json({"index": identity(searcher.index), "mode": searcher.mode, "part": part, "parts": parts,
+                    "rows": searcher.first_stage.index.ntotal})
 
     def _page(self, params: dict) -> None:
         searcher = self.server.searcher
@@ -135,6 +161,9 @@ class SearchHandler(BaseHTTPRequestHandler):
 
     def _search(self, params: dict) -> None:
         query = params.get("q", [""])[0].strip()
+        if self.server.searcher.part is not None:
+            return self._json({"error": "this server holds one part of the first stage: query through "
+                                        "--first_stage_remote"}, HTTPStatus.BAD_REQUEST)
         if not query:
             return self._json({"error": "give a query: /api/search?q=TEXT"}, HTTPStatus.BAD_REQUEST)
         try:
@@ -150,7 +179,8 @@ class SearchHandler(BaseHTTPRequestHandler):
         row = self._row(params)
         if row is not None:
             gallery = self.server.searcher.gallery
-            self._send(HTTPStatus.OK, thumbnail_strip(gallery.paths[row], gallery.array("times", [row])[0]), "image/jpeg")
+            strip = thumbnail_strip(gallery.paths[row], gallery.array("times", [row])[0])
+            self._send(HTTPStatus.OK, strip, "image/jpeg")
 
     def _video(self, params: dict) -> None:
         row = self._row(params)

@@ -389,3 +389,61 @@ def test_parallel_rerank_returns_what_one_thread_returns(built, captions, capsys
     one = query_json(capsys, folder, *captions, "--top_k", "3", "--rerank", "5")
     two = query_json(capsys, folder, *captions, "--top_k", "3", "--rerank", "5", "--rerank_workers", "3")
     assert one == two
+
+
+def serve_part(folder: Path, part: int | None, *extra: str):
+    """A running `serve` over `folder` (one first-stage part, or all): (server, its URL)."""
+    import threading
+
+    from modules.search import flags
+    from modules.search.searcher import Searcher
+    from modules.search.serve import make_server
+
+    args = ["--index", str(folder), "--port", "0", "--device", "cpu", "--max_words", "12", *extra]
+    cfg = flags.serve_parser().parse_args(args + ([] if part is None else ["--first_stage_part", str(part)]))
+    server = make_server(Searcher(cfg), cfg.host, cfg.port, cfg.rerank)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+def test_first_stage_parts_on_other_machines_answer_as_one_index(tiny_demo, trained, evaluated, captions, tmp_path,
+                                                                   capsys, kind):
+    videos, folder = gallery(tiny_demo, tmp_path / "videos", evaluated[1]), tmp_path / "index"
+    code, _, err = index(capsys, trained, videos, folder, "--first_stage_index", kind, "--first_stage_shards", "2")
+    assert code == 0, err
+    servers = [serve_part(folder, part) for part in (1, 2)]
+    try:
+        infos = [json.loads(fetch(f"{url}/api/first_stage")[2]) for _, url in servers]
+        assert [i["part"] for i in infos] == [1, 2] and sum(i["rows"] for i in infos) == 32
+        assert infos[0]["rows"] == 16  # videos of even keys: 4 of the 8, 4 frames each
+        local = query_json(capsys, folder, *captions, "--top_k", "3", "--rerank", "4", "--nprobe", "16")
+        remote = query_json(capsys, folder, *captions, "--top_k", "3", "--rerank", "4", "--nprobe", "16",
+                            "--first_stage_remote", *[url for _, url in servers])
+        assert remote == local
+        code, _, err = run(capsys, "query", "--index", folder, "a circle", "--device", "cpu",
+                           "--first_stage_remote", servers[0][1])
+        assert code == 1 and "parts [1] given, the first stage has parts 1 to 2" in err
+        status, _, body = fetch(f"{servers[0][1]}/api/search?q=a+circle")
+        assert status == 400 and b"one part of the first stage" in body
+    finally:
+        for server, _ in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_remote_part_of_another_index_is_refused(built, tiny_demo, trained, evaluated, tmp_path, capsys):
+    other = tmp_path / "index"
+    code, _, err = index(capsys, trained, gallery(tiny_demo, tmp_path / "videos", evaluated[1][:3]), other)
+    assert code == 0, err
+    server, url = serve_part(other, None)
+    try:
+        code, _, err = run(capsys, "query", "--index", built[1], "a circle", "--device", "cpu",
+                           "--first_stage_remote", url)
+        assert code == 1 and f"--first_stage_remote {url}: serves the tokens first stage of another index" in err
+    finally:
+        server.shutdown()
+        server.server_close()
+    code, _, err = run(capsys, "query", "--index", built[1], "a circle", "--device", "cpu",
+                       "--first_stage_remote", "http://127.0.0.1:9")
+    assert code == 1 and "--first_stage_remote http://127.0.0.1:9: no first-stage answer" in err

@@ -141,3 +141,14 @@ def test_token_search_covering_the_gallery_returns_every_video():
     mask = (np.arange(6)[None] < rng.integers(1, 7, size=9)[:, None]).astype(np.int64)  # uneven lengths
     words = unit(rng.normal(size=(2, 8)))
     assert sorted(token_search(tokens, mask).candidates([words], 9)[0].tolist()) == list(range(9))
+
+
+def test_the_vote_imputes_a_word_that_missed_a_video_with_the_words_last_hit():
+    # Word 0 reaches video 0 well; both words reach videos 1 and 2 barely. Raw sums would rank 1 and 2 first
+    # (1.04, 1.01 against 0.9); with word 1's score for video 0 taken as its last hit (0.50), video 0 leads (1.40).
+    search = TokenSearch(None, np.arange(4), frames=1, num_videos=4)
+    sims = np.array([[0.90, 0.52, 0.50], [0.52, 0.51, 0.50]])
+    ids = np.array([[0, 1, 2], [1, 2, 3]])
+    assert search._vote(sims, ids, np.ones(2)).tolist() == [0, 1, 2, 3]
+    ids[1, 2] = -1  # fewer hits than asked: the last real one is the cut-off
+    assert search._vote(sims, ids, np.ones(2)).tolist() == [0, 1, 2]

@@ -20,7 +20,8 @@ def arrays(n: int, first: int = 0) -> dict[str, np.ndarray]:
     """Rows whose features say which they are: feats[i] all equal to first + i."""
     value = np.arange(first, first + n, dtype=np.float16)
     return {"feats": np.broadcast_to(value[:, None, None], (n, 2, 4)).copy(), "mask": np.ones((n, 2), np.uint8),
-            "pooled": np.zeros((n, 4), np.float16), "times": np.zeros((n, 2), np.float32)}
+            "pooled": np.zeros((n, 4), np.float16), "times": np.zeros((n, 2), np.float32),
+            "weights": np.full((n, 2), 0.5, np.float32)}
 
 
 def files(*specs: tuple[str, int]) -> list[VideoFile]:

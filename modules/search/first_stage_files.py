@@ -45,15 +45,11 @@ def _training_rows(gallery: Gallery, mode: str, prepare: Prepare, nlist: int) ->
     return np.concatenate([vectors for vectors, _ in _rows(gallery, mode, prepare, videos)])
 
 
-def build(gallery: Gallery, mode: str, kind: str, prepare: Prepare, shards: int = 1,
-          nlist: int | None = None) -> VectorIndex:
-    """A first-stage index of kind flat or ivfpq over every gallery row (ivfpq: trained on a sample first)."""
-    per_key, dim = _per_key(gallery, mode), gallery.shards[0]["feats"].shape[-1]
-    training = None
-    if kind == "ivfpq":
-        nlist = nlist or lists_for(live_rows(gallery, mode))
-        training = _training_rows(gallery, mode, prepare, nlist)
-    index = VectorIndex.empty(kind, dim, per_key, shards, training, nlist)
+def train_ivfpq(gallery: Gallery, mode: str, prepare: Prepare, shards: int = 1) -> VectorIndex:
+    """An IVF-PQ first stage trained on a sample of the gallery, holding every gallery row."""
+    nlist = lists_for(live_rows(gallery, mode))
+    index = VectorIndex.empty("ivfpq", gallery.shards[0]["feats"].shape[-1], _per_key(gallery, mode), shards,
+                              _training_rows(gallery, mode, prepare, nlist), nlist)
     add(index, gallery, mode, prepare, np.arange(len(gallery)))
     return index
 
@@ -91,7 +87,8 @@ def update(index: SearchIndex, mode: str, kind: str, prepare: Prepare, shards: i
     else:
         why = ""
     if kind == "flat":
-        records.pop(mode, None)
+        for old in records.pop(mode, {}).get("files", []):
+            (folder / old).unlink(missing_ok=True)
         return f"{mode}: exact (flat) over {live} rows{why}, built when queried"
     reason = "new" if record is None else _stale(record, kind, shards, live)
     if reason is None:
@@ -102,7 +99,7 @@ def update(index: SearchIndex, mode: str, kind: str, prepare: Prepare, shards: i
         add(vectors, gallery, mode, prepare, new)
         what = f"{len(new)} videos added"
     else:
-        vectors = build(gallery, mode, kind, prepare, shards)
+        vectors = train_ivfpq(gallery, mode, prepare, shards)
         what = f"trained ({reason})"
     files = vectors.save(folder, mode)
     for old in (record or {}).get("files", []):

@@ -364,6 +364,10 @@ def test_a_trained_ivfpq_first_stage_is_saved_updated_and_searched(tiny_demo, tr
     rows = query_json(capsys, folder, *captions, "--top_k", "8", "--rerank", "8", "--nprobe", "16")
     assert {r["id"] for r in rows} == {p.relative_to(videos).as_posix() for p in videos.rglob("*.mp4")}
     assert len(rows) == 7 * len(captions)
+    code, out, err = index(capsys, trained, videos, folder, "--first_stage_index", "flat")
+    assert code == 0 and "first stage tokens: exact (flat) over 28 rows, built when queried" in out
+    assert json.loads((folder / MANIFEST).read_text())["first_stage"] == {}
+    assert not list((folder / "first_stage").iterdir())  # the trained files went with their record
 
 
 def test_a_flat_index_is_not_queried_as_ivfpq(built, capsys):

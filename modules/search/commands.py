@@ -55,6 +55,15 @@ class _ShardWriter:
         self.files, self.parts = [], {}
 
 
+def _update_first_stages(index: SearchIndex, cfg: argparse.Namespace, prepare) -> None:
+    """Both first stages brought up to date (trained ones saved), then the manifest."""
+    index.manifest["first_stage_shards"] = cfg.first_stage_shards
+    for mode in ("pooled", "tokens"):
+        said = update(index, mode, cfg.first_stage_index, prepare, cfg.first_stage_shards)
+        print(f"{PROG} index: first stage {said}", flush=True)
+    index.save()
+
+
 def run_index(cfg: argparse.Namespace) -> dict:
     """Builds or updates the index; returns {"encoded", "changed", "unchanged", "removed"} (counts) and
     "unreadable" (every unreadable file with its reason)."""
@@ -91,19 +100,14 @@ def run_index(cfg: argparse.Namespace) -> dict:
     index.save()
     if moved:
         print(f"{PROG} index: {moved} videos moved out of shards that were at least half dropped rows", flush=True)
-    if index.manifest["videos"]:
-        index.manifest["first_stage_shards"] = cfg.first_stage_shards
-        prepare = prepare_with(model, device)
-        for mode in ("pooled", "tokens"):
-            said = update(index, mode, cfg.first_stage_index, prepare, cfg.first_stage_shards)
-            print(f"{PROG} index: first stage {said}", flush=True)
-        index.save()
     unreadable = [{"id": v["id"], "reason": v["reason"]} for v in index.manifest["unreadable"]]
     for item in unreadable:
         print(f"{PROG} index: unreadable, skipped: {item['id']}: {item['reason']}", flush=True)
     print(f"{PROG} index: {encoded} videos encoded ({len(changed)} changed), {len(kept)} unchanged, "
           f"{len(removed)} removed, {len(unreadable)} unreadable; {len(index.manifest['videos'])} videos in "
           f"{folder}", flush=True)
+    if index.manifest["videos"]:
+        _update_first_stages(index, cfg, prepare_with(model, device))
     return {"encoded": encoded, "changed": len(changed), "unchanged": len(kept), "removed": len(removed),
             "unreadable": unreadable}
 
@@ -122,8 +126,10 @@ def _texts(cfg: argparse.Namespace) -> list[str]:
 
 
 def run_query(cfg: argparse.Namespace) -> list[dict]:
-    """Ranks the indexed videos for every query (texts, or --video files); prints a table (or JSON lines) and returns the rows
-    {"query", "rank", "id", "path", "score", "time"}."""
+    """Ranks the indexed videos for every query (texts, or --video files); prints a table (or JSON lines) and
+    returns the rows {"query", "rank", "id", "path", "score", "time"}."""
+    if cfg.video and (cfg.text or cfg.queries):
+        raise RunError("search.py query: give query texts or --video files, not both")
     searcher = Searcher(cfg)
     if cfg.video:
         rows = searcher.search_videos(cfg.video, cfg.top_k, cfg.rerank)
@@ -163,8 +169,8 @@ COMMANDS = {"index": run_index, "query": run_query, "serve": run_serve}
 
 
 def main(argv: list[str]) -> dict | list[dict]:
-    """`index ...`, `query ...` or `serve ...`; --config presets as in test.py. Input errors are DataError, CheckpointError or
-    RunError, which `cli` prints as one line `search.py: error: ...`."""
+    """`index ...`, `query ...` or `serve ...`; --config presets as in test.py. Input errors are DataError,
+    CheckpointError or RunError, which `cli` prints as one line `search.py: error: ...`."""
     if not argv or argv[0] not in COMMANDS:
         raise SystemExit(f"usage: {PROG} {{index,query,serve}} ... (`{PROG} <command> --help`)")
     command = argv[0]

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from modules.search.first_stage import (FIRST_STAGE_FOLDER, MIN_IVFPQ_ROWS, TRAINING_ROWS_PER_LIST, PooledSearch, TokenSearch,
-                                        VectorIndex, default_nprobe, lists_for, resolve_kind, token_rows)
+from modules.search.first_stage import (FIRST_STAGE_FOLDER, MIN_IVFPQ_ROWS, TRAINING_ROWS_PER_LIST, PooledSearch,
+                                        TokenSearch, VectorIndex, default_nprobe, lists_for, resolve_kind,
+                                        token_rows)
 from modules.search.index import Gallery, SearchIndex
 from modules.search.remote import RemoteShards
 

@@ -373,7 +373,8 @@ def test_a_trained_ivfpq_first_stage_is_saved_updated_and_searched(tiny_demo, tr
 def test_a_flat_index_is_not_queried_as_ivfpq(built, capsys):
     _, folder, _ = built
     assert json.loads((folder / MANIFEST).read_text())["first_stage"] == {}  # small: exact, nothing saved
-    code, _, err = run(capsys, "query", "--index", folder, "a circle", "--first_stage_index", "ivfpq", "--device", "cpu")
+    code, _, err = run(capsys, "query", "--index", folder, "a circle", "--first_stage_index", "ivfpq",
+                       "--device", "cpu")
     assert code == 1 and "has no trained tokens index: build one with" in err and len(err.strip().splitlines()) == 1
 
 
@@ -386,6 +387,8 @@ def test_a_video_query_finds_itself_first(built, evaluated, capsys):
         assert [r["rank"] for r in rows] == [1, 2, 3] and rows[0]["query"] == str(target)
     code, _, err = run(capsys, "query", "--index", folder, "--video", videos / "broken.mp4", "--device", "cpu")
     assert code == 1 and f"--video {videos / 'broken.mp4'}: " in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "query", "--index", folder, "a circle", "--video", target, "--device", "cpu")
+    assert code == 1 and "give query texts or --video files, not both" in err
 
 
 def test_parallel_rerank_returns_what_one_thread_returns(built, captions, capsys):

@@ -176,9 +176,9 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+@torch.no_grad()
 def run_size(args: argparse.Namespace) -> dict:
     """One size, in this process: write (or reuse) the collection, score exhaustively, then every configuration."""
-    torch.set_grad_enabled(False)
     memory = AnonymousPeak()
     folder = Path(args.workdir) / f"clips{args.clips}"
     model = HeadModel()
@@ -191,8 +191,7 @@ def run_size(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     truth = exhaustive(gallery, model, query, mask)
     exhaustive_s = (time.perf_counter() - start) / args.queries
-    with torch.no_grad():
-        tokens = entity_tokens(model, query, mask, "text")
+    tokens = entity_tokens(model, query, mask, "text")
     result = {"clips": args.clips, "exhaustive_ms": 1e3 * exhaustive_s,
               "exhaustive_R1": float(np.mean(truth[:, 0] == own)), "features_bytes": folder_bytes(folder),
               "rows": []}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from scripts.bench import search as bench
 
 
@@ -23,4 +25,5 @@ def test_the_bench_measures_every_configuration_and_is_exact_when_everything_is_
     assert json.loads((tmp_path / "clips600" / "bench.json").read_text())["clips"] == 600
     assert not (tmp_path / "clips600" / "first_stage").exists()
     assert bench.run_size(args)["exhaustive_R1"] == result["exhaustive_R1"]  # the same collection, reused
+    assert torch.is_grad_enabled()  # the bench's no-grad does not leak into its caller
     assert "| 600 | tokens | flat | - | 1000 |" in bench.table([result]) and result["peak_anon_mb"] > 0

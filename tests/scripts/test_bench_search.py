@@ -18,7 +18,8 @@ def test_the_bench_measures_every_configuration_and_is_exact_when_everything_is_
     assert [(r["mode"], r["kind"], r["rerank"]) for r in rows] == [
         (mode, "flat", count) for mode in ("pooled", "tokens") for count in bench.RERANKS]
     for row in rows:
-        assert 0 <= row["top10"] <= 1 and row["ms"] > 0
+        assert 0 <= row["top10"] <= 1 and row["ms"] > 0 and row["batch_ms"] > 0
+        assert row["batch_same"] == 1.0  # all queries in one call rank as each alone
         if row["rerank"] >= 600:
             assert row["top10"] == 1.0 and row["r1_agree"] == 1.0
     assert result["exhaustive_R1"] >= 0.3  # each caption is written from its own clip (chance: 1 in 600)

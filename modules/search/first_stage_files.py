@@ -7,6 +7,7 @@ is built in memory when the index is opened. `prepare(feats, mask)` is the model
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import numpy as np
@@ -115,6 +116,19 @@ def _per_key(gallery: Gallery, mode: str) -> int:
     return 1 if mode == "pooled" else gallery.shards[0]["mask"].shape[1]
 
 
+def _add_missing(vectors: VectorIndex, index: SearchIndex, gallery: Gallery, mode: str, prepare: Prepare,
+                 record: dict, part: int | None, parts: int) -> None:
+    """Videos indexed after the trained first stage was saved (an `index` run stopped before its end) are added
+    to it in memory, and said so: they are searched, and the next `index` run saves them."""
+    new = gallery.keys >= record["covered_key"]
+    if part is not None:
+        new &= gallery.keys % parts == part - 1
+    if new.any():
+        print(f"search.py: {int(new.sum())} videos are not in the saved {mode} first stage of {index.folder} yet: "
+              "added for this run (`search.py index` saves them)", file=sys.stderr, flush=True)
+        add(vectors, gallery, mode, prepare, np.flatnonzero(new))
+
+
 def part_count(index: SearchIndex, mode: str) -> int:
     """Shards of the first stage of `mode`: those of its saved index, or --first_stage_shards for a flat one."""
     record = index.manifest.get("first_stage", {}).get(mode)
@@ -142,6 +156,7 @@ def open_search(index: SearchIndex, gallery: Gallery, mode: str, kind: str, prep
         files = record["files"] if part is None else [record["files"][part - 1]]
         vectors = VectorIndex.load(index.folder / FIRST_STAGE_FOLDER, files, record["kind"], per_key)
         nprobe = nprobe or default_nprobe(record["nlist"])
+        _add_missing(vectors, index, gallery, mode, prepare, record, part, parts)
     else:
         videos = np.arange(len(gallery)) if part is None else np.flatnonzero(gallery.keys % parts == part - 1)
         vectors = VectorIndex.empty("flat", gallery.shards[0]["feats"].shape[-1], per_key,

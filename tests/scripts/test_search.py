@@ -454,3 +454,22 @@ def test_a_remote_part_of_another_index_is_refused(built, tiny_demo, trained, ev
     code, _, err = run(capsys, "query", "--index", built[1], "a circle", "--device", "cpu",
                        "--first_stage_remote", "http://127.0.0.1:9")
     assert code == 1 and "--first_stage_remote http://127.0.0.1:9: no first-stage answer" in err
+
+
+def test_videos_a_stopped_run_left_out_of_the_trained_first_stage_are_searched(tiny_demo, trained, evaluated,
+                                                                                captions, tmp_path, capsys,
+                                                                                monkeypatch):
+    from modules.search import commands
+
+    ids = evaluated[1]
+    videos, folder = gallery(tiny_demo, tmp_path / "videos", ids[:6]), tmp_path / "index"
+    assert index(capsys, trained, videos, folder, "--first_stage_index", "ivfpq")[0] == 0
+    gallery(tiny_demo, videos, ids[6:])
+    with monkeypatch.context() as patch:  # stopped after the shards, before the first stage was updated
+        patch.setattr(commands, "_update_first_stages", lambda *args: None)
+        assert index(capsys, trained, videos, folder, "--first_stage_index", "ivfpq")[0] == 0
+    code, out, err = run(capsys, "query", "--index", folder, *captions, "--json", "--device", "cpu", "--max_words",
+                         "12", "--top_k", "8", "--rerank", "8", "--nprobe", "16")
+    assert code == 0 and "2 videos are not in the saved tokens first stage" in err
+    assert {json.loads(line)["id"] for line in out.strip().splitlines()} == {
+        p.relative_to(videos).as_posix() for p in videos.rglob("*.mp4")}

@@ -25,6 +25,7 @@ from modules.search.remote import identity
 
 THUMB_HEIGHT = 72
 THUMB_FRAMES = 6
+VIDEO_CHUNK = 1 << 20
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>search: {title}</title>
@@ -34,6 +35,7 @@ form input[type=text] {{ width: 30em; font-size: 1.1em; }}
 .hit {{ display: flex; align-items: center; gap: 1em; margin: .6em 0; cursor: pointer; }}
 .hit img {{ height: {height}px; }}
 .score {{ font-family: monospace; width: 6em; }}
+.missing {{ color: #a00; }}
 video {{ max-width: 40em; display: block; margin: 1em 0; }}
 video[hidden] {{ display: none; }}
 </style></head>
@@ -61,6 +63,10 @@ form.onsubmit = async (e) => {{
     row.innerHTML = `<span class="score">${{hit.score.toFixed(4)}}</span>` +
       `<img src="/thumb?id=${{encodeURIComponent(hit.id)}}" alt="">` +
       `<a href="/video?id=${{encodeURIComponent(hit.id)}}">${{hit.id}}</a>${{when}}`;
+    row.querySelector("img").onerror = (ev) => {{
+      ev.target.replaceWith(Object.assign(document.createElement("span"),
+        {{className: "missing", textContent: "no frame can be read: the file is gone or unreadable"}}));
+    }};
     row.onclick = (ev) => {{
       if (ev.target.tagName === "A") return;
       const player = document.getElementById("player");
@@ -78,8 +84,10 @@ if (given) {{ document.getElementById("q").value = given; form.requestSubmit(); 
 """
 
 
-def thumbnail_strip(path: str, times: np.ndarray, count: int = THUMB_FRAMES, height: int = THUMB_HEIGHT) -> bytes:
-    """JPEG of up to `count` frames of the clip at the indexed `times` (s), side by side, `height` px high."""
+def thumbnail_strip(path: str, times: np.ndarray, count: int = THUMB_FRAMES,
+                    height: int = THUMB_HEIGHT) -> bytes | None:
+    """JPEG of up to `count` frames of the clip at the indexed `times` (s), side by side, `height` px high; None
+    when no frame can be read (the file is gone or unreadable)."""
     capture = cv2.VideoCapture(path)
     frames = []
     try:
@@ -92,9 +100,26 @@ def thumbnail_strip(path: str, times: np.ndarray, count: int = THUMB_FRAMES, hei
                 frames.append(cv2.resize(frame, (width, height)))
     finally:
         capture.release()
-    if not frames:
-        frames = [np.full((height, height, 3), 200, np.uint8)]  # a grey tile: the page still lays out
-    return cv2.imencode(".jpg", np.hstack(frames))[1].tobytes()
+    return cv2.imencode(".jpg", np.hstack(frames))[1].tobytes() if frames else None
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of an HTTP `Range: bytes=...` header (one range) for a file of `size` bytes, the whole
+    file without one; None for a range the file cannot satisfy."""
+    if not header:
+        return 0, size - 1
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip() != "bytes" or not dash or "," in spec:
+        return None
+    try:
+        if first:
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        else:  # "-N": the last N bytes
+            start, end = max(0, size - int(last)), size - 1
+    except ValueError:
+        return None
+    return (start, end) if 0 <= start <= end else None
 
 
 class SearchHandler(BaseHTTPRequestHandler):
@@ -134,15 +159,19 @@ class SearchHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if urlparse(self.path).path != "/api/first_stage":
             return self._send(HTTPStatus.NOT_FOUND, b"no such endpoint", "text/plain")
+        searcher = self.server.searcher
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             vectors = np.asarray(body["vectors"], dtype=np.float32)
             k, nprobe = int(body["k"]), body.get("nprobe")
-            if vectors.ndim != 2 or k < 1:
-                raise ValueError("vectors (Q, D) and a positive k")
+            if vectors.ndim != 2 or vectors.shape[1] != searcher.gallery.dim or k < 1:
+                raise ValueError(f"expected vectors (Q, {searcher.gallery.dim}) and a positive k")
+            if nprobe is not None and (not isinstance(nprobe, int) or nprobe < 1):
+                raise ValueError(f"nprobe {nprobe!r}: expected a positive integer or null")
         except (ValueError, KeyError, TypeError) as err:
             return self._json({"error": f"first-stage request: {err}"}, HTTPStatus.BAD_REQUEST)
-        sims, ids = self.server.searcher.first_stage.index.search(vectors, k, nprobe)
+        with self.server.lock:  # nprobe is set on the shared faiss index before each search
+            sims, ids = searcher.first_stage.index.search(vectors, k, nprobe)
         self._json({"sims": np.where(ids >= 0, sims, 0).tolist(), "ids": ids.tolist()})
 
     def _first_stage_info(self, params: dict) -> None:
@@ -179,18 +208,51 @@ class SearchHandler(BaseHTTPRequestHandler):
         row = self._row(params)
         if row is not None:
             gallery = self.server.searcher.gallery
-            strip = thumbnail_strip(gallery.paths[row], gallery.array("times", [row])[0])
+            path = gallery.paths[row]
+            strip = thumbnail_strip(path, gallery.array("times", [row])[0])
+            if strip is None:
+                return self._send(HTTPStatus.NOT_FOUND, f"{path}: no frame can be read (the file is gone or "
+                                  "unreadable): re-run `search.py index`".encode(), "text/plain")
             self._send(HTTPStatus.OK, strip, "image/jpeg")
 
     def _video(self, params: dict) -> None:
+        """The clip, streamed; one byte range on request, which the player needs to start at the best frame."""
         row = self._row(params)
-        if row is not None:
-            path = Path(self.server.searcher.gallery.paths[row])
-            try:
-                body = path.read_bytes()
-            except OSError as err:
-                return self._send(HTTPStatus.NOT_FOUND, f"{path}: {err}".encode(), "text/plain")
-            self._send(HTTPStatus.OK, body, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        if row is None:
+            return
+        path = Path(self.server.searcher.gallery.paths[row])
+        try:
+            file = path.open("rb")
+        except OSError as err:
+            return self._send(HTTPStatus.NOT_FOUND, f"{path}: {err}".encode(), "text/plain")
+        with file:
+            size = path.stat().st_size
+            span = byte_range(self.headers.get("Range"), size)
+            if span is None:
+                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
+            partial = "Range" in self.headers
+            self.send_response(HTTPStatus.PARTIAL_CONTENT if partial else HTTPStatus.OK)
+            self.send_header("Content-Type", mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(span[1] - span[0] + 1))
+            if partial:
+                self.send_header("Content-Range", f"bytes {span[0]}-{span[1]}/{size}")
+            self.end_headers()
+            self._copy(file, *span)
+
+    def _copy(self, file, start: int, end: int) -> None:
+        """Bytes start..end of `file` to the client, a chunk at a time (a clip may be larger than memory)."""
+        file.seek(start)
+        left = end - start + 1
+        try:
+            while left > 0 and (chunk := file.read(min(left, VIDEO_CHUNK))):
+                self.wfile.write(chunk)
+                left -= len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the player stopped reading (a seek, a closed page): nothing more is owed to it
 
 
 def make_server(searcher, host: str, port: int, rerank: int) -> ThreadingHTTPServer:

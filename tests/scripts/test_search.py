@@ -263,8 +263,8 @@ def test_a_stopped_index_run_keeps_its_finished_shards(tiny_demo, trained, evalu
 
 
 @pytest.fixture()
-def page(built):
-    """`search.py serve` on the built index, on a free port, in a thread of this process."""
+def page_server(built):
+    """`search.py serve` on the built index, on a free port, in a thread of this process: (URL, server)."""
     import threading
 
     from modules.search import flags
@@ -276,16 +276,23 @@ def page(built):
     server = make_server(Searcher(cfg), cfg.host, cfg.port, cfg.rerank)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", server
     server.shutdown()
     server.server_close()
 
 
-def fetch(url: str) -> tuple[int, str, bytes]:
+@pytest.fixture()
+def page(page_server):
+    return page_server[0]
+
+
+def fetch(url: str, headers: dict | None = None, body: dict | None = None) -> tuple[int, str, bytes]:
     import urllib.error
     import urllib.request
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.headers["Content-Type"], err.read()
@@ -316,6 +323,41 @@ def test_the_page_serves_thumbnails_and_clips_of_indexed_videos_only(page, built
     for probe in ("/video?id=../../../etc/passwd", "/video?id=broken.mp4", "/thumb?id=", "/nothing"):
         assert fetch(page + probe)[0] == 404, probe
     assert fetch(f"{page}/api/search?q=")[0] == 400
+
+
+def test_the_clip_is_served_in_byte_ranges_for_the_player_to_seek(page, built):
+    video = json.loads((built[1] / MANIFEST).read_text())["videos"][0]
+    data = Path(video["path"]).read_bytes()
+    url = f"{page}/video?id={video['id']}"
+    assert fetch(url, {"Range": "bytes=10-19"})[::2] == (206, data[10:20])
+    assert fetch(url, {"Range": "bytes=-5"})[::2] == (206, data[-5:])
+    assert fetch(url, {"Range": "bytes=100-"})[::2] == (206, data[100:])
+    assert fetch(url, {"Range": f"bytes={len(data)}-"})[0] == 416
+
+
+def test_a_clip_gone_since_indexing_is_reported_not_drawn_as_a_blank_strip(page_server, tmp_path):
+    url, server = page_server
+    gallery = server.searcher.gallery
+    video_id, kept = gallery.ids[0], gallery.paths[0]
+    gallery.paths[0] = str(tmp_path / "gone.mp4")
+    try:
+        status, _, body = fetch(f"{url}/thumb?id={video_id}")
+        assert status == 404 and b"gone.mp4: no frame can be read" in body
+        status, _, body = fetch(f"{url}/video?id={video_id}")
+        assert status == 404 and b"gone.mp4" in body
+    finally:
+        gallery.paths[0] = kept
+
+
+def test_a_first_stage_request_of_the_wrong_shape_is_refused(page_server):
+    url, server = page_server
+    dim = server.searcher.gallery.dim
+    ok = fetch(f"{url}/api/first_stage", body={"vectors": [[0.1] * dim], "k": 3, "nprobe": None})
+    assert ok[0] == 200 and len(json.loads(ok[2])["ids"][0]) == 3
+    for bad in ({"vectors": [[0.1] * (dim + 1)], "k": 3}, {"vectors": [[0.1] * dim], "k": 0},
+                {"vectors": [[0.1] * dim], "k": 3, "nprobe": "8"}, {"k": 3}):
+        status, _, body = fetch(f"{url}/api/first_stage", body=bad)
+        assert status == 400 and b"first-stage request" in body, bad
 
 
 def test_a_headless_browser_renders_the_results(page, captions, tmp_path):

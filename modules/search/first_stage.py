@@ -149,11 +149,11 @@ class PooledSearch:
 
     def __init__(self, index: VectorIndex, row_of_key: np.ndarray, nprobe: int | None = None) -> None:
         self.index, self.row_of_key, self.nprobe = index, row_of_key, nprobe
+        self.stale = max(0, index.ntotal - int((row_of_key >= 0).sum()))  # rows of dropped videos, skipped
 
     def candidates(self, queries: np.ndarray, count: int, **_) -> list[np.ndarray]:
         """Per query ((Q, D) unit vectors), the `count` best live gallery rows, best first."""
-        stale = self.index.ntotal - int((self.row_of_key >= 0).sum())
-        _, ids = self.index.search(queries, count + max(0, stale), self.nprobe)
+        _, ids = self.index.search(queries, count + self.stale, self.nprobe)
         out = []
         for found in ids:
             rows = self.row_of_key[found[found >= 0]]

@@ -50,7 +50,7 @@ def _training_rows(gallery: Gallery, mode: str, prepare: Prepare, nlist: int) ->
 def train_ivfpq(gallery: Gallery, mode: str, prepare: Prepare, shards: int = 1) -> VectorIndex:
     """An IVF-PQ first stage trained on a sample of the gallery, holding every gallery row."""
     nlist = lists_for(live_rows(gallery, mode))
-    index = VectorIndex.empty("ivfpq", gallery.shards[0]["feats"].shape[-1], _per_key(gallery, mode), shards,
+    index = VectorIndex.empty("ivfpq", gallery.dim, _per_key(gallery, mode), shards,
                               _training_rows(gallery, mode, prepare, nlist), nlist)
     add(index, gallery, mode, prepare, np.arange(len(gallery)))
     return index
@@ -113,7 +113,7 @@ def update(index: SearchIndex, mode: str, kind: str, prepare: Prepare, shards: i
 
 
 def _per_key(gallery: Gallery, mode: str) -> int:
-    return 1 if mode == "pooled" else gallery.shards[0]["mask"].shape[1]
+    return 1 if mode == "pooled" else gallery.frames
 
 
 def _add_missing(vectors: VectorIndex, index: SearchIndex, gallery: Gallery, mode: str, prepare: Prepare,
@@ -159,7 +159,7 @@ def open_search(index: SearchIndex, gallery: Gallery, mode: str, kind: str, prep
         _add_missing(vectors, index, gallery, mode, prepare, record, part, parts)
     else:
         videos = np.arange(len(gallery)) if part is None else np.flatnonzero(gallery.keys % parts == part - 1)
-        vectors = VectorIndex.empty("flat", gallery.shards[0]["feats"].shape[-1], per_key,
+        vectors = VectorIndex.empty("flat", gallery.dim, per_key,
                                     parts if part is None else 1)
         add(vectors, gallery, mode, prepare, videos)
     row_of_key = np.full(index.manifest["next_key"], -1, dtype=np.int64)

@@ -2,7 +2,7 @@
 
 manifest.json  format; root (the video folder, absolute); model {init_model (absolute path), sha256, flags (the
                model flags it is built with), rate}; input {max_frames, video_framerate, slice_framepos,
-               video_backend, image_size, frame_sampler}; dim D; frames F; next_key; shards [{name, rows}];
+               video_backend, image_size, frame_sampler}; next_key; shards [{name, rows}];
                videos [{id, key, path, size, mtime_ns, shard, row}]; unreadable [{id, path, size, mtime_ns, reason}];
                first_stage (modules/search/first_stage.py: the trained faiss indexes, if any)
 shard-*/       one `.npy` per array, read memory-mapped: feats (n, F, D) float16 per-frame features, mask (n, F)
@@ -62,6 +62,16 @@ class Gallery:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def dim(self) -> int:
+        """D of the stored features (and of the first stages' vectors)."""
+        return int(self.shards[0]["feats"].shape[-1])
+
+    @property
+    def frames(self) -> int:
+        """F, the frame slots of every video."""
+        return int(self.shards[0]["mask"].shape[1])
+
     def array(self, key: str, rows: np.ndarray) -> np.ndarray:
         """`key` of the gallery rows `rows`, in that order (only those rows are read from disk)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -99,7 +109,7 @@ class SearchIndex:
     @classmethod
     def new(cls, folder: str | Path, root: Path, model: dict, inputs: dict) -> "SearchIndex":
         return cls(Path(folder), {"format": FORMAT, "root": str(root), "model": model, "input": inputs,
-                                  "dim": None, "frames": inputs["max_frames"], "next_key": 0, "shards": [],
+                                  "next_key": 0, "shards": [],
                                   "videos": [], "unreadable": [], "first_stage": {}})
 
     @classmethod
@@ -162,7 +172,6 @@ class SearchIndex:
         for key in ARRAYS:
             atomic_write(self.folder / name / f"{key}.npy", lambda f, a=arrays[key]: np.save(f, a))
         self.manifest["shards"].append({"name": name, "rows": int(len(arrays["feats"]))})
-        self.manifest["dim"] = int(arrays["feats"].shape[-1])
         return name
 
     def add_shard(self, files: list[VideoFile], arrays: dict[str, np.ndarray]) -> None:

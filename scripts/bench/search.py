@@ -55,11 +55,7 @@ class HeadModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.interaction = TokenInteraction(DIM, weighted=True).eval()
-
-    def similarity(self, text, text_mask, video, video_mask):
-        head = self.interaction
-        return head.score(head.prepare_text(text, text_mask), head.prepare_video(video, video_mask))
+        self.interaction = TokenInteraction(DIM, weighted=True).eval()  # all that encode and text_scores use
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -45,12 +45,12 @@ def test_pooled_is_the_exact_top_k():
 def test_pooled_skips_dropped_videos_and_still_returns_count():
     rng = np.random.default_rng(5)
     gallery, queries = unit(rng.normal(size=(40, 16))), unit(rng.normal(size=(3, 16)))
-    search = pooled_search(gallery)
-    search.row_of_key = search.row_of_key.copy()
     dropped = np.argsort(-(queries[0] @ gallery.T))[:5]  # the five best of query 0 are gone
     live = np.setdiff1d(np.arange(40), dropped)
-    search.row_of_key[dropped] = -1
-    search.row_of_key[live] = np.arange(len(live))
+    row_of_key = np.full(40, -1)
+    row_of_key[live] = np.arange(len(live))
+    search = PooledSearch(pooled_search(gallery).index, row_of_key)
+    assert search.stale == 5
     got = search.candidates(queries, 6)
     expected = np.searchsorted(live, live[np.argsort(-(queries @ gallery[live].T), axis=1, kind="stable")[:, :6]])
     assert [list(g) for g in got] == expected.tolist()
